@@ -1,0 +1,84 @@
+//! Request extractors whose failures are ProblemDetails: malformed JSON is a 400, a body of the
+//! wrong shape is a 422 naming the field path, bad query strings are 400.
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use schemas::tagged::{missing_field, split_error_path};
+use serde::de::DeserializeOwned;
+
+/// A JSON request body.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })?;
+        parse_json(&bytes).map(Body)
+    }
+}
+
+/// Parses a JSON document, classifying failures as 400 (not JSON) or 422 (wrong shape).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;
+    Ok(value)
+}
+
+fn classify(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    {
+        let inner = err.inner();
+        if !inner.is_data() {
+            return ApiError::BadRequest(format!("the request body is not valid JSON: {inner}"));
+        }
+        let (mut path, mut message) =
+            split_error_path(&err.path().to_string(), &strip_position(&inner.to_string()));
+        if let Some(field) = missing_field(&message).map(str::to_string) {
+            path = if path.is_empty() { field } else { format!("{path}.{field}") };
+            message = "is required".into();
+        }
+        if path.is_empty() {
+            ApiError::BadRequest(format!("the request body has the wrong shape: {message}"))
+        } else {
+            ApiError::invalid(path, message)
+        }
+    }
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// Query-string parameters.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded_compat(query).map(Params)
+    }
+}
+
+fn serde_urlencoded_compat<T: DeserializeOwned>(query: &str) -> Result<T, ApiError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{query}").parse().map_err(|_| ApiError::BadRequest("malformed query string".into()))?,
+    )
+    .map(|q| q.0)
+    .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}

@@ -1,0 +1,85 @@
+//! The route table. One list produces both the router and [`ROUTES`], which a test compares
+//! with the OpenAPI document, so the two cannot drift apart.
+
+use crate::{accounts, assets, auth, customers, products, vendors, wallet, AppState, MAX_BODY_BYTES};
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{middleware, Json, Router};
+
+macro_rules! route_table {
+    ($($method:ident $path:literal => $handler:path;)*) => {
+        /// Every authenticated route: (method, path template).
+        pub const ROUTES: &[(&str, &str)] = &[$((stringify!($method), $path)),*];
+
+        fn authenticated() -> Router<AppState> {
+            Router::new()$(.route($path, axum::routing::$method($handler)))*
+        }
+    };
+}
+
+route_table! {
+    get "/accounts/self" => accounts::context;
+    post "/accounts" => accounts::create;
+    get "/accounts" => accounts::list;
+    get "/accounts/{accountId}" => accounts::get;
+
+    post "/assets" => assets::create;
+    get "/assets" => assets::list;
+    get "/assets/{assetCode}" => assets::get;
+    post "/assets/{assetCode}/rates" => assets::add_rate;
+    post "/assets/{assetCode}/quote" => assets::quote;
+
+    post "/products" => products::create;
+    get "/products" => products::list;
+    get "/products/{productId}" => products::get;
+    delete "/products/{productId}" => products::delete;
+    post "/products/{productId}" => products::create_version;
+    get "/products/{productId}/subscribers" => products::subscribers;
+    get "/products/{productId}/{version}" => products::get_version;
+    patch "/products/{productId}/{version}" => products::update_version;
+    delete "/products/{productId}/{version}" => products::archive_version;
+
+    post "/customers" => customers::create;
+    get "/customers" => customers::list;
+    get "/customers/{customerId}" => customers::get;
+    patch "/customers/{customerId}" => customers::update;
+    post "/customers/{customerId}/subscriptions" => customers::create_subscription;
+    patch "/customers/{customerId}/subscriptions/{subscriptionId}" => customers::update_subscription;
+    patch "/customers/{customerId}/subscriptions/{subscriptionId}/products/{productId}" => customers::update_subscription_product;
+    get "/customers/{customerId}/wallet" => wallet::get_wallet;
+
+    post "/vendors" => vendors::create;
+    get "/vendors" => vendors::list;
+    get "/vendors/{vendorId}" => vendors::get;
+}
+
+/// Routes that need no key.
+pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("get", "/openapi.json"), ("get", "/healthz")];
+
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], schemas::openapi::OPENAPI_JSON)
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn not_found() -> crate::ApiError {
+    crate::ApiError::NotFound("no such route".into())
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let protected =
+        authenticated().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .route("/openapi.json", get(openapi))
+        .route("/healthz", get(healthz))
+        .merge(protected)
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}

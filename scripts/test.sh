@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The project's test command: Rust unit/integration tests, then the
+# compatibility suite that drives the server through the official Python
+# client `credyt-api`.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT="$PWD"
+
+echo "==> cargo test --workspace --all-targets"
+cargo test --workspace --all-targets
+
+echo "==> cargo build --bin drawdown"
+cargo build --bin drawdown
+
+# The binary lands in cargo's target dir (honour CARGO_TARGET_DIR if set).
+TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
+DRAWDOWN_BIN="$TARGET_DIR/debug/drawdown"
+if [ ! -x "$DRAWDOWN_BIN" ]; then
+    echo "error: $DRAWDOWN_BIN was not built" >&2
+    exit 1
+fi
+
+VENV="$ROOT/target/compat-venv"
+REQS="$ROOT/tests/compat/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "==> creating $VENV"
+    python3 -m venv "$VENV"
+fi
+
+want_hash="$(sha256sum "$REQS" | cut -d' ' -f1)"
+have_hash="$(cat "$STAMP" 2>/dev/null || true)"
+if [ "$want_hash" != "$have_hash" ]; then
+    echo "==> installing tests/compat/requirements.txt"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
+    printf '%s\n' "$want_hash" > "$STAMP"
+fi
+
+echo "==> pytest tests/compat"
+DRAWDOWN_BIN="$DRAWDOWN_BIN" \
+    "$VENV/bin/python" -m pytest tests/compat -q

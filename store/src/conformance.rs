@@ -1,0 +1,191 @@
+//! The storage contract as tests, written once and generic over the backend.
+//!
+//! A backend opts in with a [`Harness`] (how to get a fresh, empty location and how to open it,
+//! again and again) and one macro call:
+//!
+//! ```ignore
+//! store::store_conformance_tests!(MyHarness);
+//! ```
+
+#![allow(clippy::unwrap_used)] // test code: a failed step should panic with its location
+
+use crate::model::{Expect, ListRange, Op, StoreError, Table};
+use crate::typed::{get_doc, list_docs};
+use crate::Store;
+use std::sync::Arc;
+
+/// A fresh storage location for one test, openable several times (not concurrently).
+pub trait Harness: Sized {
+    type Backend: Store;
+    /// A new, empty location.
+    fn new() -> Self;
+    /// Opens the location; data written through an earlier handle must be visible.
+    fn open(&self) -> Self::Backend;
+}
+
+fn put(table: Table, key: &str, n: i64) -> Op {
+    Op::put_doc(table, key, &serde_json::json!({ "n": n })).expect("encode")
+}
+
+async fn n_of(store: &dyn Store, table: Table, key: &str) -> Option<i64> {
+    get_doc::<serde_json::Value>(store, table, key).await.expect("get").and_then(|d| d.value["n"].as_i64())
+}
+
+pub async fn put_then_get_counts_revisions<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    assert!(s.get(Table::Assets, "A").await.unwrap().is_none());
+    s.write(vec![put(Table::Assets, "A", 1)]).await.unwrap();
+    let r = s.get(Table::Assets, "A").await.unwrap().unwrap();
+    assert_eq!((r.key.as_str(), r.revision), ("A", 1));
+    s.write(vec![put(Table::Assets, "A", 2)]).await.unwrap();
+    assert_eq!(s.get(Table::Assets, "A").await.unwrap().unwrap().revision, 2);
+    assert_eq!(n_of(&s, Table::Assets, "A").await, Some(2));
+    // Tables are separate key spaces.
+    assert!(s.get(Table::Products, "A").await.unwrap().is_none());
+}
+
+pub async fn preconditions_are_enforced<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    s.write(vec![put(Table::Assets, "A", 1).expect(Expect::Absent)]).await.unwrap();
+    let err = s.write(vec![put(Table::Assets, "A", 2).expect(Expect::Absent)]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { found: Some(1), .. }), "{err}");
+    let err = s.write(vec![put(Table::Assets, "A", 2).expect(Expect::Revision(7))]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    s.write(vec![put(Table::Assets, "A", 3).expect(Expect::Revision(1))]).await.unwrap();
+    assert_eq!(n_of(&s, Table::Assets, "A").await, Some(3));
+    let err = s.write(vec![Op::delete(Table::Assets, "A").expect(Expect::Revision(1))]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    s.write(vec![Op::delete(Table::Assets, "A").expect(Expect::Revision(2))]).await.unwrap();
+    assert!(s.get(Table::Assets, "A").await.unwrap().is_none());
+}
+
+pub async fn a_batch_is_all_or_nothing<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    s.write(vec![put(Table::Customers, "taken", 0)]).await.unwrap();
+    let batch = vec![
+        put(Table::Customers, "c1", 1),
+        put(Table::WalletAccounts, "c1/default:USD", 0),
+        put(Table::Customers, "taken", 1).expect(Expect::Absent),
+    ];
+    assert!(s.write(batch).await.is_err());
+    assert!(s.get(Table::Customers, "c1").await.unwrap().is_none());
+    assert!(s.get(Table::WalletAccounts, "c1/default:USD").await.unwrap().is_none());
+    assert_eq!(n_of(&s, Table::Customers, "taken").await, Some(0));
+}
+
+pub async fn unique_keys_are_claimed_and_released<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    s.write(vec![put(Table::Customers, "c1", 1).unique("external_id", "ext-1")]).await.unwrap();
+    assert_eq!(s.find_unique(Table::Customers, "external_id", "ext-1").await.unwrap().as_deref(), Some("c1"));
+    // Another record cannot take it, and the failed batch leaves nothing behind.
+    let err = s.write(vec![put(Table::Customers, "c2", 2).unique("external_id", "ext-1")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::UniqueViolation { index: "external_id", .. }), "{err}");
+    assert!(s.get(Table::Customers, "c2").await.unwrap().is_none());
+    // The same value under another table or index is independent.
+    s.write(vec![put(Table::Vendors, "v1", 1).unique("external_id", "ext-1")]).await.unwrap();
+    // Re-putting the owner keeps it; changing the value releases the old one.
+    s.write(vec![put(Table::Customers, "c1", 3).unique("external_id", "ext-1")]).await.unwrap();
+    s.write(vec![put(Table::Customers, "c1", 4).unique("external_id", "ext-2")]).await.unwrap();
+    assert!(s.find_unique(Table::Customers, "external_id", "ext-1").await.unwrap().is_none());
+    s.write(vec![put(Table::Customers, "c2", 5).unique("external_id", "ext-1")]).await.unwrap();
+    // Deleting releases.
+    s.write(vec![Op::delete(Table::Customers, "c1")]).await.unwrap();
+    assert!(s.find_unique(Table::Customers, "external_id", "ext-2").await.unwrap().is_none());
+    s.write(vec![put(Table::Customers, "c3", 6).unique("external_id", "ext-2")]).await.unwrap();
+}
+
+pub async fn lists_are_prefixed_ordered_and_paged<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    let batch = ["b/2", "a/1", "b/1", "b/3", "c/1", "b"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| put(Table::WalletAccounts, k, i as i64))
+        .collect();
+    s.write(batch).await.unwrap();
+    let all = s.list(Table::WalletAccounts, "b/", ListRange::ALL).await.unwrap();
+    let keys: Vec<_> = all.records.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["b/1", "b/2", "b/3"]);
+    assert_eq!(all.total, 3);
+    let page = s.list(Table::WalletAccounts, "b/", ListRange::page(1, 1)).await.unwrap();
+    assert_eq!(page.records.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["b/2"]);
+    assert_eq!(page.total, 3);
+    let past = s.list(Table::WalletAccounts, "b/", ListRange::page(5, 10)).await.unwrap();
+    assert!(past.records.is_empty());
+    assert_eq!(past.total, 3);
+    let everything = list_docs::<serde_json::Value>(&s, Table::WalletAccounts, "").await.unwrap();
+    assert_eq!(everything.len(), 6);
+    assert!(s.list(Table::Vendors, "", ListRange::ALL).await.unwrap().records.is_empty());
+}
+
+pub async fn writes_survive_reopen<H: Harness>() {
+    let h = H::new();
+    {
+        let s = h.open();
+        s.write(vec![put(Table::Products, "p1", 42).unique("code", "gpt")]).await.unwrap();
+    }
+    let s = h.open();
+    assert_eq!(n_of(&s, Table::Products, "p1").await, Some(42));
+    assert_eq!(s.find_unique(Table::Products, "code", "gpt").await.unwrap().as_deref(), Some("p1"));
+    assert_eq!(s.get(Table::Products, "p1").await.unwrap().unwrap().revision, 1);
+}
+
+pub async fn optimistic_updates_lose_nothing<H: Harness>() {
+    let h = H::new();
+    let s: Arc<dyn Store> = Arc::new(h.open());
+    s.write(vec![put(Table::Meta, "counter", 0)]).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    loop {
+                        let r = s.get(Table::Meta, "counter").await.unwrap().unwrap();
+                        let n = n_of(s.as_ref(), Table::Meta, "counter").await.unwrap();
+                        let op = put(Table::Meta, "counter", n + 1).expect(Expect::Revision(r.revision));
+                        match s.write(vec![op]).await {
+                            Ok(()) => break,
+                            Err(StoreError::Conflict { .. }) => continue,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(n_of(s.as_ref(), Table::Meta, "counter").await, Some(80));
+}
+
+/// Instantiates every conformance test for a [`Harness`].
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($harness:ty) => {
+        $crate::store_conformance_tests!(@tests $harness;
+            put_then_get_counts_revisions,
+            preconditions_are_enforced,
+            a_batch_is_all_or_nothing,
+            unique_keys_are_claimed_and_released,
+            lists_are_prefixed_ordered_and_paged,
+            writes_survive_reopen,
+            optimistic_updates_lose_nothing,
+        );
+    };
+    (@tests $harness:ty; $($name:ident),* $(,)?) => {
+        mod store_conformance {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::conformance::$name::<$harness>().await;
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,258 @@
+//! The embedded backend: one redb file in the data directory.
+//!
+//! redb is a copy-on-write B-tree with ACID transactions; a commit is fsync'd before it returns
+//! (`Durability::Immediate`, the default), and a crash at any moment leaves the last committed
+//! state. That is exactly "a 201 means durable". Why redb: docs/decisions/embedded-store.md.
+//!
+//! Record layout: `revision (u64 LE) | unique-keys length (u32 LE) | unique keys | JSON document`.
+//! Unique keys live in one extra table, `unique`, keyed `{table}\x1f{index}\x1f{value}` and
+//! holding the owning record's key.
+
+use crate::model::{Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey};
+use crate::Store;
+use async_trait::async_trait;
+use redb::{Database, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
+const FILE_NAME: &str = "store.redb";
+const SEP: char = '\x1f';
+const END: char = '\x1e';
+
+fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    TableDefinition::new(table.name())
+}
+
+fn backend(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(err.to_string())
+}
+
+/// The embedded, crash-safe, transactional store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    path: PathBuf,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|e| backend(format!("create {}: {e}", dir.display())))?;
+        let path = dir.join(FILE_NAME);
+        let db = Database::create(&path).map_err(|e| backend(format!("open {}: {e}", path.display())))?;
+        let txn = db.begin_write().map_err(backend)?;
+        for table in Table::ALL {
+            txn.open_table(definition(table)).map_err(backend)?;
+        }
+        txn.open_table(UNIQUE).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db), path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A decoded stored value.
+struct Envelope {
+    revision: u64,
+    unique: Vec<(String, String)>,
+    doc: Vec<u8>,
+}
+
+fn encode(revision: u64, unique: &[UniqueKey], doc: &[u8]) -> Vec<u8> {
+    let mut keys = String::new();
+    for k in unique {
+        keys.push_str(k.index);
+        keys.push(SEP);
+        keys.push_str(&k.value);
+        keys.push(END);
+    }
+    let mut out = Vec::with_capacity(12 + keys.len() + doc.len());
+    out.extend_from_slice(&revision.to_le_bytes());
+    out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
+    out.extend_from_slice(keys.as_bytes());
+    out.extend_from_slice(doc);
+    out
+}
+
+fn decode(table: Table, key: &str, bytes: &[u8]) -> Result<Envelope, StoreError> {
+    let corrupt =
+        |reason: &str| StoreError::Corrupt { table, key: key.to_string(), reason: reason.to_string() };
+    let revision = bytes
+        .get(0..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .ok_or_else(|| corrupt("short header"))?;
+    let len = bytes
+        .get(8..12)
+        .and_then(|b| b.try_into().ok())
+        .map(u32::from_le_bytes)
+        .ok_or_else(|| corrupt("short header"))? as usize;
+    let keys = bytes.get(12..12 + len).ok_or_else(|| corrupt("short unique keys"))?;
+    let keys = std::str::from_utf8(keys).map_err(|_| corrupt("unique keys are not UTF-8"))?;
+    let unique = keys
+        .split(END)
+        .filter(|s| !s.is_empty())
+        .map(|entry| {
+            entry
+                .split_once(SEP)
+                .map(|(i, v)| (i.to_string(), v.to_string()))
+                .ok_or_else(|| corrupt("malformed unique key"))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Envelope { revision, unique, doc: bytes[12 + len..].to_vec() })
+}
+
+fn unique_slot(table: Table, index: &str, value: &str) -> String {
+    format!("{}{SEP}{index}{SEP}{value}", table.name())
+}
+
+fn check(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<(), StoreError> {
+    let ok = match expect {
+        Expect::Any => true,
+        Expect::Absent => found.is_none(),
+        Expect::Revision(r) => found == Some(r),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict { table, key: key.to_string(), expected: expect, found })
+    }
+}
+
+/// Applies one batch inside one write transaction; any error drops the transaction uncommitted.
+fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    {
+        let mut unique = txn.open_table(UNIQUE).map_err(backend)?;
+        for op in batch {
+            match op {
+                Op::Put { table, key, doc, expect, unique: claims } => {
+                    let mut t = txn.open_table(definition(table)).map_err(backend)?;
+                    let old = match t.get(key.as_str()).map_err(backend)? {
+                        Some(v) => Some(decode(table, &key, v.value())?),
+                        None => None,
+                    };
+                    check(table, &key, expect, old.as_ref().map(|e| e.revision))?;
+                    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
+                        unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
+                    }
+                    for claim in &claims {
+                        let slot = unique_slot(table, claim.index, &claim.value);
+                        let owner =
+                            unique.get(slot.as_str()).map_err(backend)?.map(|o| o.value().to_string());
+                        if owner.is_some_and(|o| o != key) {
+                            return Err(StoreError::UniqueViolation {
+                                table,
+                                index: claim.index,
+                                value: claim.value.clone(),
+                            });
+                        }
+                        unique.insert(slot.as_str(), key.as_str()).map_err(backend)?;
+                    }
+                    let revision = old.map_or(1, |e| e.revision + 1);
+                    t.insert(key.as_str(), encode(revision, &claims, &doc).as_slice()).map_err(backend)?;
+                }
+                Op::Delete { table, key, expect } => {
+                    let mut t = txn.open_table(definition(table)).map_err(backend)?;
+                    let old = match t.get(key.as_str()).map_err(backend)? {
+                        Some(v) => Some(decode(table, &key, v.value())?),
+                        None => None,
+                    };
+                    check(table, &key, expect, old.as_ref().map(|e| e.revision))?;
+                    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
+                        unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
+                    }
+                    t.remove(key.as_str()).map_err(backend)?;
+                }
+            }
+        }
+    }
+    txn.commit().map_err(backend)
+}
+
+#[async_trait]
+impl Store for EmbeddedStore {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(definition(table)).map_err(backend)?;
+        let Some(value) = t.get(key).map_err(backend)? else { return Ok(None) };
+        let env = decode(table, key, value.value())?;
+        Ok(Some(Record { key: key.to_string(), revision: env.revision, doc: env.doc }))
+    }
+
+    async fn list(&self, table: Table, prefix: &str, range: ListRange) -> Result<Listing, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(definition(table)).map_err(backend)?;
+        let mut records = Vec::new();
+        let mut total = 0;
+        for entry in t.range(prefix..).map_err(backend)? {
+            let (k, v) = entry.map_err(backend)?;
+            let key = k.value();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            let wanted = total >= range.offset && range.limit.is_none_or(|l| records.len() < l);
+            total += 1;
+            if wanted {
+                let env = decode(table, key, v.value())?;
+                records.push(Record { key: key.to_string(), revision: env.revision, doc: env.doc });
+            }
+        }
+        Ok(Listing { records, total })
+    }
+
+    async fn find_unique(
+        &self,
+        table: Table,
+        index: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(UNIQUE).map_err(backend)?;
+        let owner = t.get(unique_slot(table, index, value).as_str()).map_err(backend)?;
+        Ok(owner.map(|o| o.value().to_string()))
+    }
+
+    async fn write(&self, batch: Vec<Op>) -> Result<(), StoreError> {
+        // A commit waits for fsync: keep it off the async workers.
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || apply(&db, batch))
+            .await
+            .map_err(|e| backend(format!("write task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::Harness;
+
+    struct Embedded(tempfile::TempDir);
+
+    impl Harness for Embedded {
+        type Backend = EmbeddedStore;
+        fn new() -> Self {
+            Embedded(tempfile::tempdir().expect("temp dir"))
+        }
+        fn open(&self) -> EmbeddedStore {
+            EmbeddedStore::open(self.0.path()).expect("open store")
+        }
+    }
+
+    crate::store_conformance_tests!(Embedded);
+
+    #[test]
+    fn envelope_round_trips() {
+        let keys = [UniqueKey { index: "external_id", value: "a\u{1}b".into() }];
+        let bytes = encode(7, &keys, b"{\"x\":1}");
+        let env = decode(Table::Customers, "k", &bytes).unwrap();
+        assert_eq!(env.revision, 7);
+        assert_eq!(env.unique, vec![("external_id".to_string(), "a\u{1}b".to_string())]);
+        assert_eq!(env.doc, b"{\"x\":1}");
+    }
+}

@@ -1,0 +1,145 @@
+//! The vocabulary of the storage contract.
+
+use std::fmt;
+
+/// Every table the services use. A table holds records keyed by string; keys sort bytewise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Table {
+    /// Server-wide settings (platform account id).
+    Meta,
+    /// API keys by the hex SHA-256 of the key; the key itself is never stored.
+    ApiKeys,
+    Assets,
+    Products,
+    Customers,
+    /// `{customer_id}/{account_id}`: a customer's wallet accounts.
+    WalletAccounts,
+    /// `{product_id}/{customer_id}/{subscription_id}`: who subscribes to a product.
+    ProductSubscribers,
+    Vendors,
+    ConnectedAccounts,
+}
+
+impl Table {
+    pub const ALL: [Table; 9] = [
+        Table::Meta,
+        Table::ApiKeys,
+        Table::Assets,
+        Table::Products,
+        Table::Customers,
+        Table::WalletAccounts,
+        Table::ProductSubscribers,
+        Table::Vendors,
+        Table::ConnectedAccounts,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Meta => "meta",
+            Table::ApiKeys => "api_keys",
+            Table::Assets => "assets",
+            Table::Products => "products",
+            Table::Customers => "customers",
+            Table::WalletAccounts => "wallet_accounts",
+            Table::ProductSubscribers => "product_subscribers",
+            Table::Vendors => "vendors",
+            Table::ConnectedAccounts => "connected_accounts",
+        }
+    }
+}
+
+impl fmt::Display for Table {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A stored record. `revision` starts at 1 and grows by one with every put of the same key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub key: String,
+    pub revision: u64,
+    pub doc: Vec<u8>,
+}
+
+/// A precondition checked inside the write transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// No precondition.
+    Any,
+    /// The key must not exist.
+    Absent,
+    /// The key must exist at exactly this revision (optimistic concurrency).
+    Revision(u64),
+}
+
+/// A value that at most one record of a table may hold under the named index (e.g. a customer's
+/// `external_id`). A put replaces the record's previous unique keys; a delete releases them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct UniqueKey {
+    pub index: &'static str,
+    pub value: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Put { table: Table, key: String, doc: Vec<u8>, expect: Expect, unique: Vec<UniqueKey> },
+    Delete { table: Table, key: String, expect: Expect },
+}
+
+impl Op {
+    pub fn expect(mut self, precondition: Expect) -> Self {
+        match &mut self {
+            Op::Put { expect, .. } | Op::Delete { expect, .. } => *expect = precondition,
+        }
+        self
+    }
+
+    /// Claims `value` under `index` for this record (ignored on deletes).
+    pub fn unique(mut self, index: &'static str, value: impl Into<String>) -> Self {
+        if let Op::Put { unique, .. } = &mut self {
+            unique.push(UniqueKey { index, value: value.into() });
+        }
+        self
+    }
+
+    pub fn delete(table: Table, key: impl Into<String>) -> Self {
+        Op::Delete { table, key: key.into(), expect: Expect::Any }
+    }
+}
+
+/// Operations applied together: all or none.
+pub type WriteBatch = Vec<Op>;
+
+/// Which slice of a listing to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListRange {
+    pub offset: usize,
+    pub limit: Option<usize>,
+}
+
+impl ListRange {
+    pub const ALL: ListRange = ListRange { offset: 0, limit: None };
+
+    pub fn page(offset: usize, limit: usize) -> Self {
+        Self { offset, limit: Some(limit) }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listing {
+    pub records: Vec<Record>,
+    pub total: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("precondition failed on {table}/{key}: expected {expected:?}, found revision {found:?}")]
+    Conflict { table: Table, key: String, expected: Expect, found: Option<u64> },
+    #[error("{table}.{index} `{value}` is already taken")]
+    UniqueViolation { table: Table, index: &'static str, value: String },
+    #[error("corrupt record in {table}/{key}: {reason}")]
+    Corrupt { table: Table, key: String, reason: String },
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
