@@ -29,6 +29,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
 /// Parses a JSON document, classifying failures as 400 (not JSON) or 422 (wrong shape).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body of the API is an object; serde would also accept a sequence for a
+    // struct, which gives confusing errors.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        None => {
+            return Err(ApiError::BadRequest("the request body is empty; a JSON object is expected".into()))
+        }
+        Some(_) => return Err(ApiError::BadRequest("the request body must be a JSON object".into())),
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(classify)?;
     de.end().map_err(|e| ApiError::BadRequest(format!("the request body is not valid JSON: {e}")))?;

@@ -7,23 +7,27 @@ Decimals: the client declares some amount fields as `int` (e.g. `unit_price`)
 and would truncate them on attribute access, and others as `decimal.Decimal`.
 Decimal values are therefore always read from the model's dict form
 (`model.as_dict()` / `model["field"]`, the JSON value as received) and
-compared as `Decimal(str(x))`.
+compared as `Decimal(str(x))`. Where exactness beyond a float matters
+(`test_decimals_round_trip_exactly`), bodies go through the client as bytes and
+answers are read as text with `parse_float=Decimal`.
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 from decimal import Decimal
 
 import pytest
 import requests
+from corehttp.credentials import ServiceKeyCredential
 from corehttp.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
     ResourceNotFoundError,
 )
 from corehttp.rest import HttpRequest
-from credytapi import models
+from credytapi import CredytApiClient, models
 
 from conftest import make_client
 
@@ -391,9 +395,6 @@ def test_missing_or_wrong_api_key_is_401(server):
     )
     assert resp.status_code == 401
 
-    from corehttp.credentials import ServiceKeyCredential
-    from credytapi import CredytApiClient
-
     with CredytApiClient(ServiceKeyCredential("sk_test_wrong"), endpoint=server.url, retry_total=0) as bad:
         with pytest.raises(ClientAuthenticationError) as exc:
             bad.accounts.get_context()
@@ -460,3 +461,54 @@ def test_catalog_survives_restart(server_factory, unique):
         assert_dimensional_prices(product.as_dict()["default_version"]["prices"], PRICES_V2)
         asset = c.assets.get(f"CRED{unique}").as_dict()
         assert D(asset["rates"][0]["schedule"][0]["rate"]) == Decimal("0.1")
+
+
+# --------------------------------------------------------------------------- exact decimals
+
+
+def raw_json(pipeline_response, _deserialized, _headers):
+    """`cls=` hook: the response body parsed with exact decimals (no float)."""
+    return json.loads(pipeline_response.http_response.text(), parse_float=Decimal)
+
+
+def test_decimals_round_trip_exactly(client, unique):
+    """Semantics 1 and 5: no f64 on the money path; only divisions round, to 12
+    fractional digits, half-even. The client itself would send and read floats,
+    so the bodies go through it as bytes and the answers are read as text."""
+    code = f"CRED{unique}"
+    rate = "0.1234567890123456789"  # more digits than a float holds
+    client.assets.create(
+        f'{{"code": "{code}", "name": "Exact", "rates": [{{"source": "USD", "rate": {rate}}}]}}'.encode()
+    )
+    asset = client.assets.get(code, cls=raw_json)
+    entry = asset["rates"][0]["schedule"][0]
+    assert entry["rate"] == Decimal(rate)
+    assert entry["inverse_rate"] == Decimal("8.100000072900")  # 1 / rate, 12 digits half-even
+
+    quote = client.assets.quote(code, b'{"source": "USD", "amount": 0.3}', cls=raw_json)
+    assert quote["source_amount"] == Decimal("0.3")
+    assert quote["destination_amount"] == Decimal("2.43000002187")
+
+    product = client.products.create(
+        json.dumps(
+            {
+                "name": "Exact",
+                "code": f"exact-{unique.lower()}",
+                "publish": True,
+                "prices": [
+                    {
+                        "type": "usage_based",
+                        "name": "Tokens",
+                        "usage_calculation": {"event_type": "completion", "usage_type": "unit"},
+                        "billing_model": {"type": "real_time"},
+                        "pricing": [{"asset": "USD", "values": [{"unit_price": "@PRICE@"}]}],
+                    }
+                ],
+            }
+        )
+        .replace('"@PRICE@"', "0.1000000000000000000000001")
+        .encode()
+    )
+    version = client.products.get_version(product.id, 1, cls=raw_json)
+    unit_price = version["prices"][0]["pricing"][0]["values"][0]["unit_price"]
+    assert unit_price == Decimal("0.1000000000000000000000001")

@@ -1,0 +1,128 @@
+//! Shared test harness: drawdown started in-process on an ephemeral port, and a small JSON-over-
+//! HTTP client.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::Path;
+use std::time::Duration;
+
+pub const KEY: &str = "sk_test_integration_0123456789";
+
+pub struct TestServer {
+    pub base: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(dir)
+    }
+
+    pub fn start_in(dir: tempfile::TempDir) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let config = drawdown::Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.path().to_path_buf(),
+            api_key: Some(KEY.to_string()),
+        };
+        let server = runtime.block_on(drawdown::Server::bind(&config)).expect("bind");
+        let base = format!("http://{}", server.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Self { base, runtime: Some(runtime), stop: Some(stop), dir }
+    }
+
+    /// Stops the server gracefully and hands back its data directory.
+    pub fn stop(mut self) -> tempfile::TempDir {
+        self.shutdown();
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        request(&self.base, Some(KEY), method, path, body.map(|b| b.to_string()))
+    }
+
+    pub fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call("GET", path, None);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// A call that must answer `expected`.
+    pub fn expect(&self, expected: u16, method: &str, path: &str, body: Value) -> Value {
+        let (status, response) = self.call(method, path, Some(body));
+        assert_eq!(status, expected, "{method} {path}: {response}");
+        response
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// One HTTP request; any status is returned (non-JSON bodies come back as a JSON string).
+pub fn request(
+    base: &str,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<String>,
+) -> (u16, Value) {
+    let mut req = ureq::request(method, &format!("{base}{path}")).timeout(Duration::from_secs(30));
+    if let Some(key) = key {
+        req = req.set("X-CREDYT-API-KEY", key);
+    }
+    let result = match body {
+        Some(b) => req.set("Content-Type", "application/json").send_string(&b),
+        None => req.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap_or_default();
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
+    (status, value)
+}
+
+/// A unique suffix so tests sharing nothing still never collide on codes.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", &uuid_like()[..10])
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{nanos:x}{:x}", std::process::id()).chars().rev().collect()
+}
+
+pub fn data_file_exists(dir: &Path) -> bool {
+    dir.join("store").join("store.redb").exists()
+}
