@@ -65,8 +65,8 @@ async fn new_version(
         }
     }
     errors.into_result()?;
-    for price in prices.iter_mut().filter(|p| p.id().is_none()) {
-        price.set_id(PriceId::generate());
+    for price in prices.iter_mut().filter(|p| p.base.id.is_none()) {
+        price.base.id = Some(PriceId::generate());
     }
     Ok(ProductVersion {
         id: ProductVersionId::generate(),
@@ -98,6 +98,10 @@ fn parse_version(product_id: &str, raw: &str) -> Result<VersionSelector, ApiErro
 
 fn version_not_found(product: &Product, raw: &str) -> ApiError {
     ApiError::NotFound(format!("product `{}` has no version `{raw}`", product.id))
+}
+
+fn resolve_number(product: &Product, selector: VersionSelector, raw: &str) -> Result<u32, ApiError> {
+    product.resolve(selector).map(|v| v.version).ok_or_else(|| version_not_found(product, raw))
 }
 
 pub async fn create(
@@ -220,8 +224,7 @@ pub async fn update_version(
     let selector = parse_version(&id, &raw)?;
     modify(state.store.as_ref(), Table::Products, "product", &id, |product: &mut Product| {
         live(product)?;
-        let number =
-            product.resolve(selector).map(|v| v.version).ok_or_else(|| version_not_found(product, &raw))?;
+        let number = resolve_number(product, selector, &raw)?;
         let had_default = product.default_version.is_some();
         let version =
             product.version_mut(number).ok_or_else(|| ApiError::Internal("version vanished".into()))?;
@@ -259,8 +262,7 @@ pub async fn archive_version(
     let selector = parse_version(&id, &raw)?;
     modify(state.store.as_ref(), Table::Products, "product", &id, |product: &mut Product| {
         live(product)?;
-        let number =
-            product.resolve(selector).map(|v| v.version).ok_or_else(|| version_not_found(product, &raw))?;
+        let number = resolve_number(product, selector, &raw)?;
         if product.default_version == Some(number) {
             return Err(ApiError::Conflict(format!(
                 "version {number} is the default of product `{}`; make another version the default first",

@@ -154,9 +154,9 @@ impl ProductVersion {
             }
         };
         for price in &self.prices {
-            match price {
-                Price::UsageBased(p) => p.pricing.iter().for_each(|a| add(&a.asset)),
-                Price::Fixed(p) => p.pricing.iter().for_each(|a| add(&a.asset)),
+            match &price.kind {
+                PriceKind::UsageBased(p) => p.pricing.iter().for_each(|a| add(&a.asset)),
+                PriceKind::Fixed(p) => p.pricing.iter().for_each(|a| add(&a.asset)),
             }
         }
         self.entitlements.iter().for_each(|e| add(&e.asset));
@@ -268,10 +268,35 @@ pub enum CollectionTiming {
     InArrears,
 }
 
-/// A price: usage-based (rated per event) or fixed (recurring or one-time).
+/// A price: the fields every price has, and what its kind adds (usage-based prices are rated per
+/// event; fixed prices are recurring or one-time).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Price {
+    #[serde(flatten)]
+    pub base: PriceBase,
+    #[serde(flatten)]
+    pub kind: PriceKind,
+}
+
+/// `PriceBase` of the API: the fields shared by both kinds of price.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriceBase {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<PriceId>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing_model: Option<PricingModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiering: Option<Tiering>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collection: Option<Collection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub funding_destination: Option<FundingDestination>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Price {
+pub enum PriceKind {
     UsageBased(UsageBasedPrice),
     Fixed(FixedPrice),
 }
@@ -279,68 +304,26 @@ pub enum Price {
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        match tagged::tag_of(&value) {
-            Some("usage_based") => tagged::from_value(value).map(Price::UsageBased),
-            Some("fixed") => tagged::from_value(value).map(Price::Fixed),
-            _ => Err(D::Error::custom("@type@ must be `usage_based` or `fixed`")),
-        }
+        let kind = match tagged::tag_of(&value) {
+            Some("usage_based") => PriceKind::UsageBased(tagged::from_value(value.clone())?),
+            Some("fixed") => PriceKind::Fixed(tagged::from_value(value.clone())?),
+            _ => return Err(D::Error::custom("@type@ must be `usage_based` or `fixed`")),
+        };
+        Ok(Price { base: tagged::from_value(value)?, kind })
     }
 }
 
-impl Price {
-    pub fn id(&self) -> Option<&PriceId> {
-        match self {
-            Price::UsageBased(p) => p.id.as_ref(),
-            Price::Fixed(p) => p.id.as_ref(),
-        }
-    }
-
-    pub fn set_id(&mut self, id: PriceId) {
-        match self {
-            Price::UsageBased(p) => p.id = Some(id),
-            Price::Fixed(p) => p.id = Some(id),
-        }
-    }
-
-    pub fn name(&self) -> &str {
-        match self {
-            Price::UsageBased(p) => &p.name,
-            Price::Fixed(p) => &p.name,
-        }
-    }
-}
-
+/// What a usage-based price adds to [`PriceBase`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UsageBasedPrice {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<PriceId>,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing_model: Option<PricingModel>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tiering: Option<Tiering>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collection: Option<Collection>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub funding_destination: Option<FundingDestination>,
     pub usage_calculation: UsageCalculation,
     pub billing_model: BillingModel,
     pub pricing: Vec<UsageBasedAssetPricing>,
 }
 
+/// What a fixed price adds to [`PriceBase`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FixedPrice {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<PriceId>,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pricing_model: Option<PricingModel>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tiering: Option<Tiering>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub collection: Option<Collection>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub funding_destination: Option<FundingDestination>,
     pub billing_model: BillingModel,
     pub pricing: Vec<FixedAssetPricing>,
 }
@@ -590,10 +573,14 @@ mod tests {
     fn usage_price_round_trips_with_exact_decimals() {
         let text = r#"{"type":"usage_based","name":"Input tokens","usage_calculation":{"event_type":"chat","usage_type":"volume","volume_field":"input_tokens"},"billing_model":{"type":"real_time"},"pricing":[{"asset":"USD","values":[{"volume_rate":1.25,"package_size":1000000}]}]}"#;
         let price: Price = serde_json::from_str(text).unwrap();
-        let Price::UsageBased(p) = &price else { panic!("not usage based") };
+        let PriceKind::UsageBased(p) = &price.kind else { panic!("not usage based") };
         let PriceValues::Plain(values) = &p.pricing[0].values else { panic!("not plain") };
         assert_eq!(values[0].volume_rate, Some(Decimal::from_str("1.25").unwrap()));
-        assert_eq!(serde_json::to_string(&price).unwrap(), text);
+        assert_eq!(price.base.name, "Input tokens");
+        let written: Value = serde_json::from_str(&serde_json::to_string(&price).unwrap()).unwrap();
+        let read: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(written, read);
+        assert!(serde_json::to_string(&price).unwrap().contains("\"volume_rate\":1.25,"));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! the store (does an asset exist, is a code taken) receive that knowledge as arguments.
 
 use crate::catalog::{
-    BillingModel, DimensionalPrice, Entitlement, FixedPrice, Price, PriceValue, PriceValues, PricingModel,
-    TierBasis, TierCadence, UsageBasedPrice, UsageType,
+    BillingModel, DimensionalPrice, Entitlement, FixedPrice, Price, PriceBase, PriceKind, PriceValue,
+    PriceValues, PricingModel, TierBasis, TierCadence, UsageBasedPrice, UsageType,
 };
 use crate::currency::is_iso_currency;
 use crate::customer::{Metadata, ProductReference};
@@ -127,15 +127,17 @@ pub fn product_version(
     errors.check(!prices.is_empty(), "prices", "must contain at least one price");
     for (i, price) in prices.iter().enumerate() {
         let path = root.at("prices", i);
-        if let Some(id) = price.id() {
+        let base = &price.base;
+        if let Some(id) = &base.id {
             text(&mut errors, path.field("id"), id.as_str());
-            let duplicate = prices[..i].iter().any(|p| p.id() == Some(id));
+            let duplicate = prices[..i].iter().any(|p| p.base.id.as_ref() == Some(id));
             errors.check(!duplicate, path.field("id"), "must be unique within the version");
         }
-        text(&mut errors, path.field("name"), price.name());
-        match price {
-            Price::UsageBased(p) => usage_price(&mut errors, &path, p, &known),
-            Price::Fixed(p) => fixed_price(&mut errors, &path, p, &known),
+        text(&mut errors, path.field("name"), &base.name);
+        pricing_model_supported(&mut errors, &path, base);
+        match &price.kind {
+            PriceKind::UsageBased(p) => usage_price(&mut errors, &path, base.pricing_model, p, &known),
+            PriceKind::Fixed(p) => fixed_price(&mut errors, &path, p, &known),
         }
     }
     for (i, e) in entitlements.iter().enumerate() {
@@ -156,6 +158,7 @@ pub fn product_version(
 fn usage_price(
     errors: &mut ValidationErrors,
     path: &FieldPath,
+    pricing_model: Option<PricingModel>,
     p: &UsageBasedPrice,
     known: &dyn Fn(&str) -> bool,
 ) {
@@ -175,7 +178,6 @@ fn usage_price(
         path.field("billing_model").field("type"),
         "usage-based prices are billed in real time (`real_time`)",
     );
-    pricing_model_supported(errors, path, p.pricing_model, p.tiering.as_ref());
     errors.check(!p.pricing.is_empty(), path.field("pricing"), "must contain at least one asset");
     let dimensions = calc.billable_dimensions.as_deref().unwrap_or_default();
     for (i, pricing) in p.pricing.iter().enumerate() {
@@ -185,13 +187,11 @@ fn usage_price(
         errors.check(!duplicate, ppath.field("asset"), "appears more than once in this price");
         let vpath = ppath.field("values");
         match &pricing.values {
-            PriceValues::Plain(values) => {
-                value_list(errors, &vpath, values, p.pricing_model, calc.usage_type)
-            }
+            PriceValues::Plain(values) => value_list(errors, &vpath, values, pricing_model, calc.usage_type),
             PriceValues::Dimensional(list) => {
                 errors.check(!list.is_empty(), &vpath, "must not be empty");
                 for (j, dp) in list.iter().enumerate() {
-                    dimensional(errors, &vpath.index(j), dp, dimensions, p.pricing_model, calc.usage_type);
+                    dimensional(errors, &vpath.index(j), dp, dimensions, pricing_model, calc.usage_type);
                 }
             }
         }
@@ -219,13 +219,9 @@ fn dimensional(
     value_list(errors, &path.field("values"), &dp.values, model, usage);
 }
 
-fn pricing_model_supported(
-    errors: &mut ValidationErrors,
-    path: &FieldPath,
-    model: Option<PricingModel>,
-    tiering: Option<&crate::catalog::Tiering>,
-) {
-    if let Some(t) = tiering {
+fn pricing_model_supported(errors: &mut ValidationErrors, path: &FieldPath, base: &PriceBase) {
+    let model = base.pricing_model;
+    if let Some(t) = &base.tiering {
         let tpath = path.field("tiering");
         errors.check(t.basis != Some(TierBasis::Custom), tpath.field("basis"), "`custom` is not supported");
         errors.check(
@@ -340,7 +336,6 @@ fn fixed_price(
         }
         BillingModel::OneTime(_) => {}
     }
-    pricing_model_supported(errors, path, p.pricing_model, p.tiering.as_ref());
     errors.check(!p.pricing.is_empty(), path.field("pricing"), "must contain at least one asset");
     for (i, pricing) in p.pricing.iter().enumerate() {
         let ppath = path.at("pricing", i);

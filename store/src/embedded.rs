@@ -124,6 +124,29 @@ fn check(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<
     }
 }
 
+type Records<'txn> = redb::Table<'txn, &'static str, &'static [u8]>;
+type Uniques<'txn> = redb::Table<'txn, &'static str, &'static str>;
+
+/// Checks `expect` against the record being replaced or deleted and releases its unique keys.
+/// Returns its revision.
+fn take_previous(
+    records: &Records<'_>,
+    unique: &mut Uniques<'_>,
+    table: Table,
+    key: &str,
+    expect: Expect,
+) -> Result<Option<u64>, StoreError> {
+    let old = match records.get(key).map_err(backend)? {
+        Some(v) => Some(decode(table, key, v.value())?),
+        None => None,
+    };
+    check(table, key, expect, old.as_ref().map(|e| e.revision))?;
+    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
+        unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
+    }
+    Ok(old.map(|e| e.revision))
+}
+
 /// Applies one batch inside one write transaction; any error drops the transaction uncommitted.
 fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
@@ -133,14 +156,7 @@ fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
             match op {
                 Op::Put { table, key, doc, expect, unique: claims } => {
                     let mut t = txn.open_table(definition(table)).map_err(backend)?;
-                    let old = match t.get(key.as_str()).map_err(backend)? {
-                        Some(v) => Some(decode(table, &key, v.value())?),
-                        None => None,
-                    };
-                    check(table, &key, expect, old.as_ref().map(|e| e.revision))?;
-                    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
-                        unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
-                    }
+                    let previous = take_previous(&t, &mut unique, table, &key, expect)?;
                     for claim in &claims {
                         let slot = unique_slot(table, claim.index, &claim.value);
                         let owner =
@@ -154,19 +170,12 @@ fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
                         }
                         unique.insert(slot.as_str(), key.as_str()).map_err(backend)?;
                     }
-                    let revision = old.map_or(1, |e| e.revision + 1);
+                    let revision = previous.map_or(1, |r| r + 1);
                     t.insert(key.as_str(), encode(revision, &claims, &doc).as_slice()).map_err(backend)?;
                 }
                 Op::Delete { table, key, expect } => {
                     let mut t = txn.open_table(definition(table)).map_err(backend)?;
-                    let old = match t.get(key.as_str()).map_err(backend)? {
-                        Some(v) => Some(decode(table, &key, v.value())?),
-                        None => None,
-                    };
-                    check(table, &key, expect, old.as_ref().map(|e| e.revision))?;
-                    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
-                        unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
-                    }
+                    take_previous(&t, &mut unique, table, &key, expect)?;
                     t.remove(key.as_str()).map_err(backend)?;
                 }
             }
