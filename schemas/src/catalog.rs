@@ -304,12 +304,16 @@ pub enum PriceKind {
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        let kind = match tagged::tag_of(&value) {
-            Some("usage_based") => PriceKind::UsageBased(tagged::from_value(value.clone())?),
-            Some("fixed") => PriceKind::Fixed(tagged::from_value(value.clone())?),
-            _ => return Err(D::Error::custom("@type@ must be `usage_based` or `fixed`")),
+        let tag = tagged::tag_of(&value).map(str::to_owned);
+        if !matches!(tag.as_deref(), Some("usage_based" | "fixed")) {
+            return Err(D::Error::custom("@type@ must be `usage_based` or `fixed`"));
+        }
+        let base = tagged::from_value(value.clone())?;
+        let kind = match tag.as_deref() {
+            Some("usage_based") => PriceKind::UsageBased(tagged::from_value(value)?),
+            _ => PriceKind::Fixed(tagged::from_value(value)?),
         };
-        Ok(Price { base: tagged::from_value(value)?, kind })
+        Ok(Price { base, kind })
     }
 }
 
