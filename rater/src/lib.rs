@@ -1,1 +1,21 @@
-//! rater
+//! The rating core: a pure, synchronous function from (event, subscribed product versions,
+//! customer counters and balances) to fees, with the full breakdown and warnings. No IO, no
+//! async; the rater workers and `simulate-usage` both call it (`semantics.md` §3).
+//!
+//! - [`context`]: what rating reads about the customer (tier counters, balances) and a scratch
+//!   implementation for simulations.
+//! - [`period`]: tier periods (`lifetime`, calendar month/quarter/year in UTC).
+//! - [`amount`]: the arithmetic of every pricing model (flat, package, tiered, bulk, clamps).
+//! - [`rate`]: matching prices to an event, dimensions, quantities, multi-asset choice.
+//! - [`fee`]: the fee as computed (borrowing the catalog) and its wire forms.
+
+pub mod amount;
+pub mod context;
+pub mod fee;
+pub mod period;
+pub mod rate;
+
+pub use context::{RatingContext, Scratch};
+pub use fee::{fee_id, CounterDelta, Fee, Rating};
+pub use period::PeriodKey;
+pub use rate::{rate, Subscribed};

@@ -10,6 +10,7 @@
 //! - [`currency`]: ISO 4217 codes that exist without being created.
 //! - [`catalog`]: assets, rates, products, versions, prices and entitlements as stored and served.
 //! - [`customer`]: customers, subscriptions, wallet accounts, vendors, connected accounts.
+//! - [`usage`]: usage events, event data values and the fees computed for them.
 //! - [`wire`]: request/response bodies of the HTTP API that are not stored as-is.
 //! - [`problem`]: ProblemDetails and ValidationProblem bodies, and the error collector.
 //! - [`validate`]: request validation that names the failing field path.
@@ -23,6 +24,7 @@ pub mod money;
 pub mod openapi;
 pub mod problem;
 pub mod tagged;
+pub mod usage;
 pub mod validate;
 pub mod wire;
 

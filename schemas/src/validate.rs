@@ -223,7 +223,11 @@ fn pricing_model_supported(errors: &mut ValidationErrors, path: &FieldPath, base
     let model = base.pricing_model;
     if let Some(t) = &base.tiering {
         let tpath = path.field("tiering");
-        errors.check(t.basis != Some(TierBasis::Custom), tpath.field("basis"), "`custom` is not supported");
+        errors.check(
+            !matches!(t.basis, Some(TierBasis::Custom | TierBasis::Package)),
+            tpath.field("basis"),
+            "only `unit` and `volume` tier bases are supported",
+        );
         errors.check(
             t.period != Some(TierCadence::Custom),
             tpath.field("period"),

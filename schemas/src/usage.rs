@@ -1,0 +1,225 @@
+//! Usage events and the fees computed for them, as they travel on the wire.
+
+use crate::catalog::UsageType;
+use crate::{Decimal, Timestamp};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+/// A value of an event's `data`: a string, a boolean or an exact number.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataValue {
+    Str(String),
+    Bool(bool),
+    Num(Decimal),
+}
+
+impl DataValue {
+    /// The number, if this is one (volume fields).
+    pub fn as_number(&self) -> Option<Decimal> {
+        match self {
+            DataValue::Num(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// Whether this value, compared as a string, equals `text` (dimension matching).
+    pub fn matches_text(&self, text: &str) -> bool {
+        match self {
+            DataValue::Str(s) => s == text,
+            DataValue::Bool(b) => text == if *b { "true" } else { "false" },
+            DataValue::Num(n) => Decimal::from_str(text).is_ok_and(|t| t == *n && n.to_string() == text),
+        }
+    }
+}
+
+impl fmt::Display for DataValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataValue::Str(s) => f.write_str(s),
+            DataValue::Bool(b) => write!(f, "{b}"),
+            DataValue::Num(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// Parses a JSON number's text exactly, including exponent notation (`1e-06`).
+pub fn parse_number(text: &str) -> Option<Decimal> {
+    Decimal::from_str(text).ok().or_else(|| Decimal::from_scientific(text).ok())
+}
+
+impl Serialize for DataValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DataValue::Str(v) => s.serialize_str(v),
+            DataValue::Bool(v) => s.serialize_bool(*v),
+            DataValue::Num(v) => Serialize::serialize(v, s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DataValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(DataValue::Str(s)),
+            Value::Bool(b) => Ok(DataValue::Bool(b)),
+            Value::Number(n) => parse_number(&n.to_string())
+                .map(DataValue::Num)
+                .ok_or_else(|| D::Error::custom(format_args!("number {n} is out of range"))),
+            other => Err(D::Error::custom(format_args!(
+                "data values must be strings, booleans or numbers, not {}",
+                match other {
+                    Value::Null => "null",
+                    Value::Array(_) => "an array",
+                    _ => "an object",
+                }
+            ))),
+        }
+    }
+}
+
+/// A cost a vendor charged for producing the event (`semantics.md` §7).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CostData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor_external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, DataValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_volume: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_size: Option<Decimal>,
+    pub amount: Decimal,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<String>,
+}
+
+/// One usage event as sent by a platform.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UsageEvent {
+    pub id: String,
+    pub event_type: String,
+    pub occurred_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, DataValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costs: Option<Vec<CostData>>,
+}
+
+/// A fee as `simulate-usage` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalculatedFee {
+    pub price_id: String,
+    pub price_name: String,
+    pub currency: String,
+    pub usage_id: String,
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<BTreeMap<String, String>>,
+    pub usage_type: UsageType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_volume: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_size: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub amount: Decimal,
+}
+
+/// A fee as it is posted and shown on an event (`GET /events/{id}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventFee {
+    pub id: String,
+    pub product_id: String,
+    pub product_code: String,
+    pub product_version: u32,
+    pub price_id: String,
+    pub price_name: String,
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<BTreeMap<String, String>>,
+    pub usage_type: UsageType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_field: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_volume: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_rate: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package_size: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub amount: Decimal,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct SimulateUsageRequest {
+    pub events: Vec<UsageEvent>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SimulateUsageResponse {
+    pub fees: Vec<CalculatedFee>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_data_numbers_are_read_and_written_exactly() {
+        let text = r#"{"tokens":2353,"rate":0.1,"tiny":1e-06,"model":"gpt","stream":true}"#;
+        let data: BTreeMap<String, DataValue> = serde_json::from_str(text).unwrap();
+        assert_eq!(data["tokens"], DataValue::Num(Decimal::from(2353)));
+        assert_eq!(data["tiny"].as_number(), Decimal::from_str("0.000001").ok());
+        let written = serde_json::to_string(&data).unwrap();
+        assert!(written.contains(r#""rate":0.1"#), "{written}");
+    }
+
+    #[test]
+    fn event_data_rejects_nulls_arrays_and_objects() {
+        for bad in [r#"{"a":null}"#, r#"{"a":[1]}"#, r#"{"a":{"b":1}}"#] {
+            assert!(serde_json::from_str::<BTreeMap<String, DataValue>>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dimension_values_compare_as_strings() {
+        assert!(DataValue::Str("gpt-4".into()).matches_text("gpt-4"));
+        assert!(DataValue::Bool(true).matches_text("true"));
+        assert!(DataValue::Num(Decimal::from(1024)).matches_text("1024"));
+        assert!(!DataValue::Num(Decimal::from(1024)).matches_text("1024.0"));
+        assert!(!DataValue::Str("a".into()).matches_text("b"));
+    }
+}
