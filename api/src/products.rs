@@ -9,11 +9,13 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
+use rater::{Rating, Scratch, Subscribed};
 use schemas::catalog::{Asset, Entitlement, Price, Product, ProductVersion, VersionSelector, VersionStatus};
 use schemas::currency::is_iso_currency;
 use schemas::customer::Customer;
 use schemas::ids::{PriceId, ProductId, ProductVersionId};
 use schemas::problem::ValidationErrors;
+use schemas::usage::{SimulateUsageRequest, SimulateUsageResponse};
 use schemas::validate;
 use schemas::wire::{
     CreateProductRequest, CreateProductVersionRequest, GetProductResponse, GetProductVersionResponse, Page,
@@ -320,4 +322,30 @@ pub async fn subscribers(
         }
     }
     Ok(Json(paginate(rows, page, |r| r)))
+}
+
+/// Prices sample events with one version, touching no wallet and no counter: tier counters start
+/// at zero and accumulate over the request's events, in order.
+pub async fn simulate_usage(
+    State(state): State<AppState>,
+    Path((id, raw)): Path<(String, String)>,
+    Body(req): Body<SimulateUsageRequest>,
+) -> Result<Json<SimulateUsageResponse>, ApiError> {
+    let selector = parse_version(&id, &raw)?;
+    let product = load_live(state.store.as_ref(), &id).await?;
+    let version = product.resolve(selector).ok_or_else(|| version_not_found(&product, &raw))?;
+    let mut errors = ValidationErrors::new();
+    validate::usage_events(&mut errors, &req.events);
+    errors.into_result()?;
+    let subscribed = [Subscribed { product_id: product.id.as_str(), product_code: &product.code, version }];
+    let mut counters = Scratch::new();
+    let mut rating = Rating::default();
+    let mut response = SimulateUsageResponse { fees: Vec::new(), warnings: Vec::new() };
+    for event in &req.events {
+        rater::rate(event, &subscribed, &counters, &mut rating);
+        response.fees.extend(rating.fees.iter().map(|fee| fee.to_calculated(event)));
+        response.warnings.append(&mut rating.warnings);
+        counters.apply(&rating.counters);
+    }
+    Ok(Json(response))
 }

@@ -40,6 +40,7 @@ route_table! {
     get "/products/{productId}/{version}" => products::get_version;
     patch "/products/{productId}/{version}" => products::update_version;
     delete "/products/{productId}/{version}" => products::archive_version;
+    post "/products/{productId}/{version}/simulate-usage" => products::simulate_usage;
 
     post "/customers" => customers::create;
     get "/customers" => customers::list;

@@ -9,6 +9,7 @@ use crate::catalog::{
 use crate::currency::is_iso_currency;
 use crate::customer::{Metadata, ProductReference};
 use crate::problem::{FieldPath, ValidationErrors};
+use crate::usage::UsageEvent;
 use crate::wire::{CreateAssetRequest, CreateSubscriptionRequest};
 use crate::Decimal;
 
@@ -368,6 +369,27 @@ pub fn subscription(errors: &mut ValidationErrors, path: &FieldPath, req: &Creat
 fn product_reference(errors: &mut ValidationErrors, path: &FieldPath, r: &ProductReference) {
     if r.id.is_none() && r.code.is_none() {
         errors.add(path.field("id"), "give the product `id` or `code`");
+    }
+}
+
+/// Most events one request may carry (`POST /events`, `simulate-usage`).
+pub const MAX_EVENTS_PER_REQUEST: usize = 1000;
+
+/// The shape of a batch of usage events: 1 to 1,000 events, each with a non-empty `id` and
+/// `event_type` of at most 255 characters, unique ids, and non-negative costs.
+pub fn usage_events(errors: &mut ValidationErrors, events: &[UsageEvent]) {
+    errors.check(!events.is_empty(), "events", "must contain at least one event");
+    errors.check(events.len() <= MAX_EVENTS_PER_REQUEST, "events", "at most 1,000 events per request");
+    let root = FieldPath::root();
+    for (i, event) in events.iter().enumerate() {
+        let path = root.at("events", i);
+        text(errors, path.field("id"), &event.id);
+        text(errors, path.field("event_type"), &event.event_type);
+        let duplicate = events[..i].iter().any(|e| e.id == event.id);
+        errors.check(!duplicate, path.field("id"), "appears more than once in this request");
+        for (j, cost) in event.costs.iter().flatten().enumerate() {
+            non_negative(errors, path.at("costs", j).field("amount"), Some(cost.amount));
+        }
     }
 }
 
