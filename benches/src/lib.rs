@@ -1,1 +1,4 @@
-//! benches
+//! Benchmarks and, later, the load generator. `fixtures` builds the realistic catalogs and event
+//! streams the benches rate, outside the timed loops.
+
+pub mod fixtures;
