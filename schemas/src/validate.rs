@@ -393,6 +393,40 @@ pub fn usage_events(errors: &mut ValidationErrors, events: &[UsageEvent]) {
     }
 }
 
+/// How far back an event's `occurred_at` may lie (`semantics.md` §3).
+pub const GRACE_PAST: chrono::Duration = chrono::Duration::days(35);
+/// How far ahead of the server clock an event's `occurred_at` may lie.
+pub const GRACE_FUTURE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// `occurred_at` of every event inside `[now - 35 days, now + 5 minutes]`.
+pub fn grace_window(errors: &mut ValidationErrors, events: &[UsageEvent], now: crate::Timestamp) {
+    let root = FieldPath::root();
+    for (i, event) in events.iter().enumerate() {
+        let path = root.at("events", i).field("occurred_at");
+        if event.occurred_at < now - GRACE_PAST {
+            errors.add(path, "is more than 35 days in the past");
+        } else if event.occurred_at > now + GRACE_FUTURE {
+            errors.add(path, "is more than 5 minutes in the future");
+        }
+    }
+}
+
+/// Which customer a `POST /events` request names: `customer_id` or `customer_external_id`, not
+/// neither. (Whether they exist and agree is the caller's lookup.)
+pub fn customer_reference(
+    errors: &mut ValidationErrors,
+    customer_id: Option<&str>,
+    external_id: Option<&str>,
+) {
+    match (customer_id, external_id) {
+        (None, None) => errors.add("customer_id", "give `customer_id` or `customer_external_id`"),
+        (id, ext) => {
+            optional_text(errors, "customer_id", id);
+            optional_text(errors, "customer_external_id", ext);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -482,6 +516,50 @@ mod tests {
             fields(&errors),
             ["prices[0].pricing[0].values[0].min_amount", "prices[0].pricing[0].values[0].volume_rate"]
         );
+    }
+
+    #[test]
+    fn events_must_fall_inside_the_grace_window() {
+        let now: crate::Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        let event = |at: &str| -> UsageEvent {
+            serde_json::from_value(json!({"id": "e", "event_type": "t", "occurred_at": at})).unwrap()
+        };
+        let events = [
+            event("2026-10-18T12:00:00Z"), // exactly 35 days back: accepted
+            event("2026-10-18T11:59:59Z"), // one second more: refused
+            event("2026-11-22T12:05:00Z"), // exactly 5 minutes ahead: accepted
+            event("2026-11-22T12:05:01Z"), // refused
+        ];
+        let mut errors = ValidationErrors::new();
+        grace_window(&mut errors, &events, now);
+        assert_eq!(fields(&errors), ["events[1].occurred_at", "events[3].occurred_at"]);
+    }
+
+    #[test]
+    fn an_events_request_names_its_customer() {
+        let mut errors = ValidationErrors::new();
+        customer_reference(&mut errors, None, None);
+        customer_reference(&mut errors, Some(""), Some("ext"));
+        assert_eq!(fields(&errors), ["customer_id"]);
+        let mut errors = ValidationErrors::new();
+        customer_reference(&mut errors, None, Some("ext-1"));
+        assert!(errors.is_empty());
+    }
+
+    #[test]
+    fn usage_event_batches_are_bounded_and_ids_unique() {
+        let event = |id: &str| -> UsageEvent {
+            serde_json::from_value(
+                json!({"id": id, "event_type": "t", "occurred_at": "2026-11-01T00:00:00Z"}),
+            )
+            .unwrap()
+        };
+        let mut errors = ValidationErrors::new();
+        usage_events(&mut errors, &[event("a"), event("a"), event("")]);
+        assert_eq!(fields(&errors), ["events[1].id", "events[2].id"]);
+        let mut errors = ValidationErrors::new();
+        usage_events(&mut errors, &[]);
+        assert_eq!(fields(&errors), ["events"]);
     }
 
     #[test]
