@@ -3,7 +3,7 @@
 
 use crate::period::PeriodKey;
 use schemas::catalog::{PriceBase, PriceValue, UsageCalculation};
-use schemas::usage::{CalculatedFee, EventFee, UsageEvent};
+use schemas::usage::{CalculatedFee, EventFee, FeeBreakdown, UsageEvent};
 use schemas::Decimal;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
@@ -72,13 +72,12 @@ impl Fee<'_> {
         self.price.id.as_ref().map_or("", |id| id.as_str())
     }
 
-    pub fn to_calculated(&self, event: &UsageEvent) -> CalculatedFee {
-        CalculatedFee {
+    /// The price, value and amount, as both wire shapes show them.
+    pub fn breakdown(&self) -> FeeBreakdown {
+        FeeBreakdown {
             price_id: self.price_id().to_string(),
             price_name: self.price.name.clone(),
             currency: self.asset.to_string(),
-            usage_id: event.id.clone(),
-            event_type: event.event_type.clone(),
             dimensions: self.dimensions.cloned(),
             usage_type: self.usage.usage_type,
             volume_field: self.usage.volume_field.clone(),
@@ -91,24 +90,21 @@ impl Fee<'_> {
         }
     }
 
+    pub fn to_calculated(&self, event: &UsageEvent) -> CalculatedFee {
+        CalculatedFee {
+            usage_id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            fee: self.breakdown(),
+        }
+    }
+
     pub fn to_event_fee(&self, event: &UsageEvent) -> EventFee {
         EventFee {
             id: fee_id(&event.id, self.price_id()),
             product_id: self.product_id.to_string(),
             product_code: self.product_code.to_string(),
             product_version: self.product_version,
-            price_id: self.price_id().to_string(),
-            price_name: self.price.name.clone(),
-            currency: self.asset.to_string(),
-            dimensions: self.dimensions.cloned(),
-            usage_type: self.usage.usage_type,
-            volume_field: self.usage.volume_field.clone(),
-            input_volume: self.volume,
-            unit_price: self.value.unit_price,
-            volume_rate: self.value.volume_rate,
-            package_size: self.value.package_size,
-            description: self.value.name.clone(),
-            amount: self.amount,
+            fee: self.breakdown(),
         }
     }
 }

@@ -127,14 +127,13 @@ pub struct UsageEvent {
     pub costs: Option<Vec<CostData>>,
 }
 
-/// A fee as `simulate-usage` reports it.
+/// What a fee charged and why: the price, the value applied and the amount. Shared by both wire
+/// shapes of a fee.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CalculatedFee {
+pub struct FeeBreakdown {
     pub price_id: String,
     pub price_name: String,
     pub currency: String,
-    pub usage_id: String,
-    pub event_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dimensions: Option<BTreeMap<String, String>>,
     pub usage_type: UsageType,
@@ -153,6 +152,15 @@ pub struct CalculatedFee {
     pub amount: Decimal,
 }
 
+/// A fee as `simulate-usage` reports it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CalculatedFee {
+    pub usage_id: String,
+    pub event_type: String,
+    #[serde(flatten)]
+    pub fee: FeeBreakdown,
+}
+
 /// A fee as it is posted and shown on an event (`GET /events/{id}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventFee {
@@ -160,25 +168,8 @@ pub struct EventFee {
     pub product_id: String,
     pub product_code: String,
     pub product_version: u32,
-    pub price_id: String,
-    pub price_name: String,
-    pub currency: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dimensions: Option<BTreeMap<String, String>>,
-    pub usage_type: UsageType,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_field: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input_volume: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unit_price: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume_rate: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package_size: Option<Decimal>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    pub amount: Decimal,
+    #[serde(flatten)]
+    pub fee: FeeBreakdown,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -212,6 +203,14 @@ mod tests {
         for bad in [r#"{"a":null}"#, r#"{"a":[1]}"#, r#"{"a":{"b":1}}"#] {
             assert!(serde_json::from_str::<BTreeMap<String, DataValue>>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn event_fees_read_back_exactly() {
+        let text = r#"{"id":"fee_1","product_id":"prod_1","product_code":"p","product_version":2,"price_id":"price_1","price_name":"n","currency":"USD","usage_type":"volume","input_volume":2353,"volume_rate":1.25,"package_size":1000000,"amount":0.00294125}"#;
+        let fee: EventFee = serde_json::from_str(text).unwrap();
+        assert_eq!(fee.fee.amount, Decimal::from_str("0.00294125").unwrap());
+        assert_eq!(serde_json::to_string(&fee).unwrap(), text);
     }
 
     #[test]
