@@ -10,8 +10,9 @@ ROOT="$PWD"
 echo "==> cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 
-echo "==> cargo build --bin drawdown"
-cargo build --bin drawdown
+# `cargo test` has just built target/debug/drawdown for the root package's integration tests
+# (CARGO_BIN_EXE_drawdown); a separate `cargo build` would unify features differently and
+# rebuild half the dependency tree for nothing.
 
 # The binary lands in cargo's target dir (honour CARGO_TARGET_DIR if set).
 TARGET_DIR="$(realpath -m "${CARGO_TARGET_DIR:-target}")"
