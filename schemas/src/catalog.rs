@@ -304,14 +304,17 @@ pub enum PriceKind {
 impl<'de> Deserialize<'de> for Price {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
-        let tag = tagged::tag_of(&value).map(str::to_owned);
-        if !matches!(tag.as_deref(), Some("usage_based" | "fixed")) {
-            return Err(D::Error::custom("@type@ must be `usage_based` or `fixed`"));
-        }
-        let base = tagged::from_value(value.clone())?;
-        let kind = match tag.as_deref() {
-            Some("usage_based") => PriceKind::UsageBased(tagged::from_value(value)?),
-            _ => PriceKind::Fixed(tagged::from_value(value)?),
+        let usage_based = match tagged::tag_of(&value) {
+            Some("usage_based") => true,
+            Some("fixed") => false,
+            _ => return Err(D::Error::custom("@type@ must be `usage_based` or `fixed`")),
+        };
+        // The shared fields first, so a price missing its name says so before anything else.
+        let base = tagged::from_value(&value)?;
+        let kind = if usage_based {
+            PriceKind::UsageBased(tagged::from_value(&value)?)
+        } else {
+            PriceKind::Fixed(tagged::from_value(&value)?)
         };
         Ok(Price { base, kind })
     }
@@ -379,8 +382,8 @@ impl<'de> Deserialize<'de> for BillingModel {
         let value = Value::deserialize(d)?;
         match tagged::tag_of(&value) {
             Some("real_time") => Ok(BillingModel::RealTime),
-            Some("recurring") => tagged::from_value(value).map(BillingModel::Recurring),
-            Some("one_time") => tagged::from_value(value).map(BillingModel::OneTime),
+            Some("recurring") => tagged::from_value(&value).map(BillingModel::Recurring),
+            Some("one_time") => tagged::from_value(&value).map(BillingModel::OneTime),
             _ => Err(D::Error::custom("@type@ must be `real_time`, `recurring` or `one_time`")),
         }
     }
@@ -421,8 +424,8 @@ impl<'de> Deserialize<'de> for Collection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(d)?;
         match tagged::tag_of(&value) {
-            Some("balance") => tagged::from_value(value).map(Collection::Balance),
-            Some("invoice") => tagged::from_value(value).map(Collection::Invoice),
+            Some("balance") => tagged::from_value(&value).map(Collection::Balance),
+            Some("invoice") => tagged::from_value(&value).map(Collection::Invoice),
             _ => Err(D::Error::custom("@type@ must be `balance` or `invoice`")),
         }
     }
@@ -463,9 +466,9 @@ impl<'de> Deserialize<'de> for PriceValues {
         let dimensional =
             value.as_array().is_some_and(|items| items.iter().any(|item| item.get("dimensions").is_some()));
         if dimensional {
-            tagged::from_value(value).map(PriceValues::Dimensional)
+            tagged::from_value(&value).map(PriceValues::Dimensional)
         } else {
-            tagged::from_value(value).map(PriceValues::Plain)
+            tagged::from_value(&value).map(PriceValues::Plain)
         }
     }
 }

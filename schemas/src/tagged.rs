@@ -10,7 +10,8 @@ use serde::de::{DeserializeOwned, Error};
 use serde_json::Value;
 
 /// Deserializes `value` into `T`, keeping the failing path inside `value` in the error message.
-pub fn from_value<T: DeserializeOwned, E: Error>(value: Value) -> Result<T, E> {
+/// Reads through a reference, so one value can feed several types without being copied.
+pub fn from_value<T: DeserializeOwned, E: Error>(value: &Value) -> Result<T, E> {
     serde_path_to_error::deserialize(value).map_err(|err| {
         let (path, message) = split_error_path(&err.path().to_string(), &err.inner().to_string());
         E::custom(format_args!("@{path}@ {message}"))

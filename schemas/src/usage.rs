@@ -31,7 +31,8 @@ impl DataValue {
         match self {
             DataValue::Str(s) => s == text,
             DataValue::Bool(b) => text == if *b { "true" } else { "false" },
-            DataValue::Num(n) => Decimal::from_str(text).is_ok_and(|t| t == *n && n.to_string() == text),
+            // The number's own text: `1024` matches "1024", not "1024.0".
+            DataValue::Num(n) => n.to_string() == text,
         }
     }
 }
@@ -66,7 +67,7 @@ impl<'de> Deserialize<'de> for DataValue {
         match Value::deserialize(d)? {
             Value::String(s) => Ok(DataValue::Str(s)),
             Value::Bool(b) => Ok(DataValue::Bool(b)),
-            Value::Number(n) => parse_number(&n.to_string())
+            Value::Number(n) => parse_number(n.as_str())
                 .map(DataValue::Num)
                 .ok_or_else(|| D::Error::custom(format_args!("number {n} is out of range"))),
             other => Err(D::Error::custom(format_args!(
