@@ -94,16 +94,21 @@ async fn load_live(store: &dyn Store, id: &str) -> Result<Product, ApiError> {
     Ok(product)
 }
 
+fn no_such_version(product_id: &str, raw: &str) -> ApiError {
+    ApiError::NotFound(format!("product `{product_id}` has no version `{raw}`"))
+}
+
+/// A `{version}` path segment: a number or `default`; anything else names no version (404).
 fn parse_version(product_id: &str, raw: &str) -> Result<VersionSelector, ApiError> {
-    raw.parse().map_err(|_| ApiError::NotFound(format!("product `{product_id}` has no version `{raw}`")))
+    raw.parse().map_err(|_| no_such_version(product_id, raw))
 }
 
-fn version_not_found(product: &Product, raw: &str) -> ApiError {
-    ApiError::NotFound(format!("product `{}` has no version `{raw}`", product.id))
-}
-
-fn resolve_number(product: &Product, selector: VersionSelector, raw: &str) -> Result<u32, ApiError> {
-    product.resolve(selector).map(|v| v.version).ok_or_else(|| version_not_found(product, raw))
+fn resolve_version<'p>(
+    product: &'p Product,
+    selector: VersionSelector,
+    raw: &str,
+) -> Result<&'p ProductVersion, ApiError> {
+    product.resolve(selector).ok_or_else(|| no_such_version(product.id.as_str(), raw))
 }
 
 pub async fn create(
@@ -213,7 +218,7 @@ pub async fn get_version(
 ) -> Result<Json<GetProductVersionResponse>, ApiError> {
     let selector = parse_version(&id, &raw)?;
     let product = load_live(state.store.as_ref(), &id).await?;
-    let version = product.resolve(selector).ok_or_else(|| version_not_found(&product, &raw))?;
+    let version = resolve_version(&product, selector, &raw)?;
     Ok(Json(GetProductVersionResponse::new(&product, version)))
 }
 
@@ -226,7 +231,7 @@ pub async fn update_version(
     let selector = parse_version(&id, &raw)?;
     modify(state.store.as_ref(), Table::Products, "product", &id, |product: &mut Product| {
         live(product)?;
-        let number = resolve_number(product, selector, &raw)?;
+        let number = resolve_version(product, selector, &raw)?.version;
         let had_default = product.default_version.is_some();
         let version =
             product.version_mut(number).ok_or_else(|| ApiError::Internal("version vanished".into()))?;
@@ -264,7 +269,7 @@ pub async fn archive_version(
     let selector = parse_version(&id, &raw)?;
     modify(state.store.as_ref(), Table::Products, "product", &id, |product: &mut Product| {
         live(product)?;
-        let number = resolve_number(product, selector, &raw)?;
+        let number = resolve_version(product, selector, &raw)?.version;
         if product.default_version == Some(number) {
             return Err(ApiError::Conflict(format!(
                 "version {number} is the default of product `{}`; make another version the default first",
@@ -333,7 +338,7 @@ pub async fn simulate_usage(
 ) -> Result<Json<SimulateUsageResponse>, ApiError> {
     let selector = parse_version(&id, &raw)?;
     let product = load_live(state.store.as_ref(), &id).await?;
-    let version = product.resolve(selector).ok_or_else(|| version_not_found(&product, &raw))?;
+    let version = resolve_version(&product, selector, &raw)?;
     let mut errors = ValidationErrors::new();
     validate::usage_events(&mut errors, &req.events);
     errors.into_result()?;
