@@ -16,7 +16,8 @@ pub trait RatingContext {
 /// Counters that start at zero and accumulate the deltas applied to them; no balances.
 #[derive(Clone, Debug, Default)]
 pub struct Scratch {
-    counters: HashMap<(String, PeriodKey), Decimal>,
+    /// Keyed by period, then price: the inner key is looked up by `&str`, without allocating.
+    counters: HashMap<PeriodKey, HashMap<String, Decimal>>,
     balances: HashMap<String, Decimal>,
 }
 
@@ -32,18 +33,20 @@ impl Scratch {
 
     pub fn apply(&mut self, deltas: &[CounterDelta<'_>]) {
         for d in deltas {
-            *self.counters.entry((d.price_id.to_string(), d.period)).or_default() += d.quantity;
+            let prices = self.counters.entry(d.period).or_default();
+            match prices.get_mut(d.price_id) {
+                Some(total) => *total += d.quantity,
+                None => {
+                    prices.insert(d.price_id.to_string(), d.quantity);
+                }
+            }
         }
     }
 }
 
 impl RatingContext for Scratch {
     fn cumulative(&self, price: &str, period: PeriodKey) -> Decimal {
-        // Lookup without allocating a key for the common empty case.
-        if self.counters.is_empty() {
-            return Decimal::ZERO;
-        }
-        self.counters.get(&(price.to_string(), period)).copied().unwrap_or_default()
+        self.counters.get(&period).and_then(|prices| prices.get(price)).copied().unwrap_or_default()
     }
 
     fn available(&self, asset: &str) -> Option<Decimal> {

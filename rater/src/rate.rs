@@ -6,7 +6,7 @@ use crate::context::RatingContext;
 use crate::fee::{CounterDelta, Fee, Rating};
 use crate::period::PeriodKey;
 use schemas::catalog::{
-    DimensionalPrice, PriceBase, PriceKind, PriceValue, PriceValues, PricingModel, ProductVersion,
+    DimensionalPrice, PriceBase, PriceKind, PriceValue, PriceValues, PricingModel, ProductVersion, TierBasis,
     UsageBasedAssetPricing, UsageBasedPrice, UsageType,
 };
 use schemas::usage::UsageEvent;
@@ -98,6 +98,7 @@ struct Candidate<'a> {
 fn candidate<'a>(
     event: &UsageEvent,
     base: &PriceBase,
+    basis: Option<TierBasis>,
     pricing: &'a UsageBasedAssetPricing,
     usage: Usage,
     before: Decimal,
@@ -109,8 +110,7 @@ fn candidate<'a>(
             (Some(&dp.dimensions), dp.values.as_slice())
         }
     };
-    let tiering = base.tiering.as_ref();
-    let priced = amount::price(base.pricing_model, tiering.and_then(|t| t.basis), usage, values, before)
+    let priced = amount::price(base.pricing_model, basis, usage, values, before)
         .ok_or("its amount cannot be computed (out of range)")?;
     Ok(Candidate { asset: &pricing.asset, dimensions, value: priced.value, amount: priced.amount })
 }
@@ -128,19 +128,21 @@ fn rate_price<'a>(
         Err(why) => return warn(out, base, event, &why),
     };
     let price_id = base.id.as_ref().map_or("", |id| id.as_str());
+    let tiering = base.tiering.as_ref();
+    let basis = tiering.and_then(|t| t.basis);
     let tiered = base.pricing_model == Some(PricingModel::Tiered);
-    let period =
-        tiered.then(|| PeriodKey::of(base.tiering.as_ref().and_then(|t| t.period), event.occurred_at));
+    let period = tiered.then(|| PeriodKey::of(tiering.and_then(|t| t.period), event.occurred_at));
     let before = period.map_or(Decimal::ZERO, |p| ctx.cumulative(price_id, p));
-    // Several assets: the first whose available balance covers its amount, else the first.
+    // Several assets: the first whose available balance covers its amount, else the first. With
+    // one asset there is nothing to choose, so no balance is looked up.
+    let choose = price.pricing.len() > 1;
     let mut chosen: Option<Candidate<'a>> = None;
     let mut first: Option<Candidate<'a>> = None;
     let mut failure = None;
     for pricing in &price.pricing {
-        match candidate(event, base, pricing, usage, before) {
+        match candidate(event, base, basis, pricing, usage, before) {
             Ok(c) => {
-                let covered = ctx.available(c.asset).is_some_and(|available| available >= c.amount);
-                if covered && price.pricing.len() > 1 {
+                if choose && ctx.available(c.asset).is_some_and(|available| available >= c.amount) {
                     chosen = Some(c);
                     break;
                 }
@@ -155,8 +157,7 @@ fn rate_price<'a>(
         return warn(out, base, event, failure.unwrap_or("it has no pricing"));
     };
     if let Some(period) = period {
-        let quantity = amount::counted(base.tiering.as_ref().and_then(|t| t.basis), usage);
-        out.counters.push(CounterDelta { price_id, period, quantity });
+        out.counters.push(CounterDelta { price_id, period, quantity: amount::counted(basis, usage) });
     }
     out.fees.push(Fee {
         product_id: sub.product_id,
