@@ -1,48 +1,23 @@
-//! Product versions and events for the rating benches.
+//! The product versions and event stream the rating benches price, built with the same
+//! `rater::fixtures` builders the rater's tests use.
 
-use schemas::catalog::{Price, ProductVersion, VersionStatus};
-use schemas::ids::{PriceId, ProductVersionId};
+use rater::fixtures::{event_with_id, usage_price, version};
+use schemas::catalog::ProductVersion;
 use schemas::usage::UsageEvent;
 use serde_json::{json, Value};
 
-/// A published version holding `prices` (JSON, as the API takes them).
-pub fn version(prices: Value) -> ProductVersion {
-    let mut prices: Vec<Price> = serde_json::from_value(prices).expect("valid prices");
-    for (i, p) in prices.iter_mut().enumerate() {
-        p.base.id = Some(PriceId::from_raw(format!("price_bench_{i}")));
-    }
-    ProductVersion {
-        id: ProductVersionId::from_raw("prv_bench"),
-        version: 1,
-        status: VersionStatus::Published,
-        prices,
-        entitlements: Vec::new(),
-        created_at: "2026-01-01T00:00:00Z".parse().expect("time"),
-    }
-}
-
-fn price(usage_type: &str, extra: Value, values: Value) -> Value {
-    let mut p = json!({
-        "type": "usage_based", "name": "bench",
-        "usage_calculation": {"event_type": "chat", "usage_type": usage_type, "volume_field": "tokens",
-                              "billable_dimensions": ["model"]},
-        "billing_model": {"type": "real_time"},
-        "pricing": [{"asset": "USD", "values": values}]
-    });
-    if let (Some(o), Some(e)) = (p.as_object_mut(), extra.as_object()) {
-        o.extend(e.clone());
-    }
-    p
+fn chat(usage_type: &str, extra: Value, values: Value) -> ProductVersion {
+    version(1, json!([usage_price("chat", usage_type, extra, json!([{"asset": "USD", "values": values}]))]))
 }
 
 /// A flat unit price.
 pub fn unit() -> ProductVersion {
-    version(json!([price("unit", json!({}), json!([{"unit_price": 0.002}]))]))
+    chat("unit", json!({}), json!([{"unit_price": 0.002}]))
 }
 
 /// Tokens at 1.25 per 1,000,000, pro-rata.
 pub fn volume_package() -> ProductVersion {
-    version(json!([price("volume", json!({}), json!([{"volume_rate": 1.25, "package_size": 1000000}]))]))
+    chat("volume", json!({}), json!([{"volume_rate": 1.25, "package_size": 1000000}]))
 }
 
 /// Ten models priced per dimension value, plus a `*` fallback.
@@ -53,12 +28,12 @@ pub fn dimensional() -> ProductVersion {
     values.push(
         json!({"dimensions": {"model": "*"}, "values": [{"volume_rate": 0.5, "package_size": 1000000}]}),
     );
-    version(json!([price("volume", json!({}), json!(values))]))
+    chat("volume", json!({"billable_dimensions": ["model"]}), json!(values))
 }
 
 /// Four graduated tiers over a monthly counter.
 pub fn graduated() -> ProductVersion {
-    version(json!([price(
+    chat(
         "volume",
         json!({"pricing_model": "tiered", "tiering": {"period": "monthly"}}),
         json!([
@@ -66,19 +41,16 @@ pub fn graduated() -> ProductVersion {
             {"up_to": 10000000, "volume_rate": 1.5, "package_size": 1000000},
             {"up_to": 100000000, "volume_rate": 1, "package_size": 1000000},
             {"volume_rate": 0.5, "package_size": 1000000}
-        ])
-    )]))
+        ]),
+    )
 }
 
-/// `n` chat events with varied token counts and models (11 distinct, one unpriced by name).
+/// `n` chat events with varied volumes and models (eleven `model` values, one only `*` prices).
 pub fn events(n: usize) -> Vec<UsageEvent> {
     (0..n)
         .map(|i| {
-            serde_json::from_value(json!({
-                "id": format!("evt_{i}"), "event_type": "chat", "occurred_at": "2026-11-15T12:00:00Z",
-                "data": {"tokens": 100 + (i * 7919) % 50000, "model": format!("model-{}", i % 11)}
-            }))
-            .expect("event")
+            let data = json!({"volume": 100 + (i * 7919) % 50000, "model": format!("model-{}", i % 11)});
+            event_with_id(&format!("evt_{i}"), "chat", data)
         })
         .collect()
 }

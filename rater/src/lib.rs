@@ -8,10 +8,12 @@
 //! - [`amount`]: the arithmetic of every pricing model (flat, package, tiered, bulk, clamps).
 //! - [`rate`]: matching prices to an event, dimensions, quantities, multi-asset choice.
 //! - [`fee`]: the fee as computed (borrowing the catalog) and its wire forms.
+//! - [`fixtures`]: catalog and event builders from JSON, shared by tests and benches.
 
 pub mod amount;
 pub mod context;
 pub mod fee;
+pub mod fixtures;
 pub mod period;
 pub mod rate;
 

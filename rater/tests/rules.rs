@@ -10,9 +10,19 @@ fn usd(values: serde_json::Value) -> serde_json::Value {
     json!([{"asset": "USD", "values": values}])
 }
 
+/// Version 1 with one usage price in USD.
+fn usd_price(
+    event_type: &str,
+    usage_type: &str,
+    extra: serde_json::Value,
+    values: serde_json::Value,
+) -> schemas::catalog::ProductVersion {
+    version(1, json!([usage_price(event_type, usage_type, extra, usd(values))]))
+}
+
 #[test]
 fn unit_usage_charges_unit_price_once_per_event() {
-    let v = version(1, json!([usage_price("call", "unit", json!({}), usd(json!([{"unit_price": 0.002}])))]));
+    let v = usd_price("call", "unit", json!({}), json!([{"unit_price": 0.002}]));
     for data in [json!({}), json!({"volume": 500})] {
         assert_eq!(amount(&v, &event("call", data)), d("0.002"));
     }
@@ -20,7 +30,7 @@ fn unit_usage_charges_unit_price_once_per_event() {
 
 #[test]
 fn volume_usage_charges_volume_times_rate() {
-    let v = version(1, json!([usage_price("gen", "volume", json!({}), usd(json!([{"volume_rate": 0.5}])))]));
+    let v = usd_price("gen", "volume", json!({}), json!([{"volume_rate": 0.5}]));
     let table = [("0", "0"), ("1", "0.5"), ("3.3", "1.65"), ("0.1", "0.05")];
     for (volume, expected) in table {
         let e = event("gen", serde_json::from_str(&format!("{{\"volume\": {volume}}}")).expect("json"));
@@ -30,53 +40,32 @@ fn volume_usage_charges_volume_times_rate() {
 
 #[test]
 fn unit_and_volume_usage_adds_unit_price_to_the_volume_part() {
-    let v = version(
-        1,
-        json!([usage_price(
-            "job",
-            "unit_and_volume",
-            json!({}),
-            usd(json!([{"unit_price": 0.10, "volume_rate": 0.01}]))
-        )]),
-    );
+    let v =
+        usd_price("job", "unit_and_volume", json!({}), json!([{"unit_price": 0.10, "volume_rate": 0.01}]));
     assert_eq!(amount(&v, &event("job", json!({"volume": 30}))), d("0.40"));
 }
 
 #[test]
 fn package_size_on_a_flat_price_is_pro_rata() {
-    let v = version(
-        1,
-        json!([usage_price(
-            "chat",
-            "volume",
-            json!({}),
-            usd(json!([{"volume_rate": 1.25, "package_size": 1000000}]))
-        )]),
-    );
+    let v = usd_price("chat", "volume", json!({}), json!([{"volume_rate": 1.25, "package_size": 1000000}]));
     assert_eq!(amount(&v, &event("chat", json!({"volume": 2353}))), d("0.00294125"));
     assert_eq!(amount(&v, &event("chat", json!({"volume": 1000000}))), d("1.25"));
 }
 
 #[test]
 fn pro_rata_division_rounds_half_even_to_12_digits() {
-    let v = version(
-        1,
-        json!([usage_price("x", "volume", json!({}), usd(json!([{"volume_rate": 1, "package_size": 3}])))]),
-    );
+    let v = usd_price("x", "volume", json!({}), json!([{"volume_rate": 1, "package_size": 3}]));
     assert_eq!(amount(&v, &event("x", json!({"volume": 1}))), d("0.333333333333"));
     assert_eq!(amount(&v, &event("x", json!({"volume": 2}))), d("0.666666666667"));
 }
 
 #[test]
 fn package_pricing_model_bills_whole_packages() {
-    let v = version(
-        1,
-        json!([usage_price(
-            "sms",
-            "volume",
-            json!({"pricing_model": "package"}),
-            usd(json!([{"volume_rate": 2, "package_size": 100}]))
-        )]),
+    let v = usd_price(
+        "sms",
+        "volume",
+        json!({"pricing_model": "package"}),
+        json!([{"volume_rate": 2, "package_size": 100}]),
     );
     for (volume, expected) in [(0, "0"), (1, "2"), (100, "2"), (101, "4"), (250, "6")] {
         assert_eq!(amount(&v, &event("sms", json!({"volume": volume}))), d(expected), "volume {volume}");
@@ -246,15 +235,8 @@ fn bulk_prices_the_whole_event_quantity_at_its_tier() {
 
 #[test]
 fn min_amount_and_max_amount_clamp_one_events_fee() {
-    let v = version(
-        1,
-        json!([usage_price(
-            "x",
-            "volume",
-            json!({}),
-            usd(json!([{"volume_rate": 1, "min_amount": 0.5, "max_amount": 10}]))
-        )]),
-    );
+    let v =
+        usd_price("x", "volume", json!({}), json!([{"volume_rate": 1, "min_amount": 0.5, "max_amount": 10}]));
     for (volume, expected) in [(0.1, "0.5"), (3.0, "3"), (50.0, "10")] {
         assert_eq!(amount(&v, &event("x", json!({"volume": volume}))), d(expected), "volume {volume}");
     }
@@ -327,13 +309,13 @@ fn one_fee_per_matching_price_across_subscribed_versions() {
 
 #[test]
 fn an_event_no_price_matches_has_no_fees_and_no_warning() {
-    let v = version(1, json!([usage_price("chat", "unit", json!({}), usd(json!([{"unit_price": 1}])))]));
+    let v = usd_price("chat", "unit", json!({}), json!([{"unit_price": 1}]));
     assert_eq!(rate_one(&v, &event("other", json!({}))), (vec![], vec![]));
 }
 
 #[test]
 fn a_missing_negative_or_non_numeric_volume_warns_and_yields_no_fee() {
-    let v = version(1, json!([usage_price("x", "volume", json!({}), usd(json!([{"volume_rate": 1}])))]));
+    let v = usd_price("x", "volume", json!({}), json!([{"volume_rate": 1}]));
     for data in [json!({}), json!({"volume": "12"}), json!({"volume": -1}), json!({"volume": true})] {
         let (fees, warnings) = rate_one(&v, &event("x", data.clone()));
         assert!(fees.is_empty(), "{data}");
@@ -344,10 +326,7 @@ fn a_missing_negative_or_non_numeric_volume_warns_and_yields_no_fee() {
 
 #[test]
 fn amounts_out_of_decimal_range_warn_instead_of_panicking() {
-    let v = version(
-        1,
-        json!([usage_price("x", "volume", json!({}), usd(json!([{"volume_rate": 10000000000u64}])))]),
-    );
+    let v = usd_price("x", "volume", json!({}), json!([{"volume_rate": 10000000000u64}]));
     let (fees, warnings) = rate_one(&v, &event("x", json!({"volume": 79228162514264337593543950335u128})));
     assert!(fees.is_empty());
     assert!(warnings[0].contains("out of range"), "{warnings:?}");
@@ -355,15 +334,7 @@ fn amounts_out_of_decimal_range_warn_instead_of_panicking() {
 
 #[test]
 fn fee_amounts_are_written_exactly_as_computed() {
-    let v = version(
-        1,
-        json!([usage_price(
-            "chat",
-            "volume",
-            json!({}),
-            usd(json!([{"volume_rate": 1.25, "package_size": 1000000}]))
-        )]),
-    );
+    let v = usd_price("chat", "volume", json!({}), json!([{"volume_rate": 1.25, "package_size": 1000000}]));
     let e = event("chat", json!({"volume": 2353}));
     let subs = [Subscribed { product_id: "p", product_code: "p", version: &v }];
     let mut out = Rating::default();
