@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 struct Process {
-    child: Child,
+    child: Option<Child>,
     base: String,
 }
 
@@ -19,42 +19,54 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
-#[allow(clippy::zombie_processes)] // the child is reaped by `Process::kill_9`
-fn start(data_dir: &Path) -> Process {
+/// `drawdown serve` on a free port over `data_dir`, ready to answer. With `key`, that is the
+/// test key (`DRAWDOWN_API_KEY`); without, the server provisions its own. Stdout is captured.
+fn start_with(data_dir: &Path, key: Option<&str>) -> Process {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_drawdown"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_drawdown"));
+    command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
-        .env("DRAWDOWN_API_KEY", KEY)
+        .env_remove("DRAWDOWN_API_KEY")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn drawdown");
-    let base = format!("http://127.0.0.1:{port}");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(key) = key {
+        command.env("DRAWDOWN_API_KEY", key);
+    }
+    let process = Process {
+        child: Some(command.spawn().expect("spawn drawdown")),
+        base: format!("http://127.0.0.1:{port}"),
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = ureq::get(&format!("{base}/healthz")).timeout(Duration::from_secs(1)).call().is_ok();
-        if ready {
-            return Process { child, base };
-        }
+    while ureq::get(&format!("{}/healthz", process.base)).timeout(Duration::from_secs(1)).call().is_err() {
         assert!(Instant::now() < deadline, "drawdown did not become ready");
         std::thread::sleep(Duration::from_millis(50));
     }
+    process
+}
+
+fn start(data_dir: &Path) -> Process {
+    start_with(data_dir, Some(KEY))
 }
 
 impl Process {
-    /// SIGKILL: no shutdown hook, no flush.
-    fn kill_9(self) {
-        drop(self);
+    /// SIGKILL (no shutdown hook, no flush); returns what the server printed on stdout.
+    fn kill_9(mut self) -> String {
+        let Some(mut child) = self.child.take() else { return String::new() };
+        child.kill().expect("kill -9");
+        let output = child.wait_with_output().expect("reap");
+        String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        // `Child::kill` sends SIGKILL on Unix; also cleans up when a test fails midway.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Cleans up when a test fails midway; `Child::kill` sends SIGKILL on Unix.
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -85,7 +97,7 @@ fn kill_9_right_after_a_201_loses_nothing() {
         assert_eq!(status, 201, "{vendor}");
         let vendor_id = vendor["id"].as_str().expect("id").to_string();
         // Kill immediately after the acknowledgement.
-        server.kill_9();
+        let _ = server.kill_9();
         acknowledged.push((format!("/customers/{id}"), name.clone()));
         acknowledged.push((format!("/vendors/{vendor_id}"), name));
     }
@@ -103,37 +115,16 @@ fn kill_9_right_after_a_201_loses_nothing() {
         Some(json!({"name": "dup", "external_id": "crash-0"}).to_string()),
     );
     assert_eq!(status, 422);
-    server.kill_9();
+    let _ = server.kill_9();
 }
 
 #[test]
 fn first_start_prints_a_key_once_and_stores_only_its_hash() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let run = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_drawdown"))
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-            .arg(dir.path())
-            .env_remove("DRAWDOWN_API_KEY")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{base}/healthz")).call().is_err() {
-            assert!(Instant::now() < deadline, "not ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill().expect("kill");
-        let output = child.wait_with_output().expect("output");
-        String::from_utf8_lossy(&output.stdout).to_string()
-    };
-    let first = run();
+    let first = start_with(dir.path(), None).kill_9();
     let key =
         first.split_whitespace().find(|w| w.starts_with("sk_test_")).expect("a key is printed").to_string();
-    let second = run();
+    let second = start_with(dir.path(), None).kill_9();
     assert!(!second.contains("sk_test_"), "the key is printed only once: {second}");
     let store_bytes = std::fs::read(dir.path().join("store").join("store.redb")).expect("store file");
     let needle = key.as_bytes();

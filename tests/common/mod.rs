@@ -112,15 +112,9 @@ pub fn request(
     (status, value)
 }
 
-/// A unique suffix so tests sharing nothing still never collide on codes.
+/// `prefix` plus 10 random hex characters, so codes never collide between tests.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", &uuid_like()[..10])
-}
-
-fn uuid_like() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{nanos:x}{:x}", std::process::id()).chars().rev().collect()
+    format!("{prefix}{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
 
 pub fn data_file_exists(dir: &Path) -> bool {
