@@ -10,42 +10,12 @@
 //! - `available = sum(remaining of eligible grants) - debt`.
 
 use schemas::{Decimal, Timestamp};
+use serde::{Deserialize, Serialize};
 
-/// Why a grant exists; it sets the default priority and how consumption is recognised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Purpose {
-    /// Top-ups and `external_topup` adjustments.
-    Paid,
-    /// `gift` adjustments and promotion entitlements.
-    Promotion,
-    /// Bundled entitlements.
-    Bundled,
-    /// Adjustments with reason `other`.
-    Other,
-}
-
-impl Purpose {
-    /// Lower is consumed first: promotion 10, bundled 20, paid 30, other 30.
-    pub fn default_priority(self) -> i32 {
-        match self {
-            Purpose::Promotion => 10,
-            Purpose::Bundled => 20,
-            Purpose::Paid | Purpose::Other => 30,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Purpose::Paid => "paid",
-            Purpose::Promotion => "promotion",
-            Purpose::Bundled => "bundled",
-            Purpose::Other => "other",
-        }
-    }
-}
+pub use schemas::ledger::Purpose;
 
 /// A credit grant: credit never lands as a bare number.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Grant {
     pub id: String,
     pub purpose: Purpose,
@@ -60,6 +30,8 @@ pub struct Grant {
     pub source: String,
     /// Creation order within the account: the last tie-breaker of the consumption order.
     pub seq: u64,
+    /// When the grant was posted.
+    pub created_at: Timestamp,
 }
 
 impl Grant {
@@ -120,10 +92,11 @@ pub enum PostingError {
 }
 
 /// One wallet account: `{name}:{ASSET}` with its grants and debt.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Account {
     pub grants: Vec<Grant>,
     pub debt: Decimal,
+    #[serde(default)]
     next_seq: u64,
 }
 
@@ -215,6 +188,7 @@ impl Account {
             revenue_basis: grant.revenue_basis,
             source: grant.source,
             seq,
+            created_at: now,
         });
         Ok(self.settle_debt(now))
     }

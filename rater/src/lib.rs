@@ -11,6 +11,7 @@
 //! - [`fixtures`]: catalog and event builders from JSON, shared by tests and benches.
 
 pub mod amount;
+pub mod catalog;
 pub mod context;
 pub mod fee;
 pub mod fixtures;

@@ -20,6 +20,7 @@ pub mod catalog;
 pub mod currency;
 pub mod customer;
 pub mod ids;
+pub mod ledger;
 pub mod money;
 pub mod openapi;
 pub mod problem;

@@ -18,10 +18,20 @@ pub enum Table {
     ProductSubscribers,
     Vendors,
     ConnectedAccounts,
+    /// `{customer_id}`: a customer's ledger state (accounts, grants, debt, tier counters), owned
+    /// by the ledger writer of the customer's partition.
+    Ledger,
+    /// `{customer_id}/{transaction_id}`: posted transactions (fees, charges, adjustments, expiries).
+    Transactions,
+    /// `{event_id}/{customer_id}`: posted usage events with their fees.
+    Events,
+    /// `writer/{partition}`, `rater/{partition}`: how far each pipeline stage got in its log
+    /// partition (and the writer's fencing epoch).
+    Offsets,
 }
 
 impl Table {
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 13] = [
         Table::Meta,
         Table::ApiKeys,
         Table::Assets,
@@ -31,6 +41,10 @@ impl Table {
         Table::ProductSubscribers,
         Table::Vendors,
         Table::ConnectedAccounts,
+        Table::Ledger,
+        Table::Transactions,
+        Table::Events,
+        Table::Offsets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +58,10 @@ impl Table {
             Table::ProductSubscribers => "product_subscribers",
             Table::Vendors => "vendors",
             Table::ConnectedAccounts => "connected_accounts",
+            Table::Ledger => "ledger",
+            Table::Transactions => "transactions",
+            Table::Events => "events",
+            Table::Offsets => "offsets",
         }
     }
 }

@@ -1,0 +1,55 @@
+//! What the writer stores per customer and per partition.
+
+use crate::posting::Account;
+use schemas::{Decimal, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A customer's ledger (`Table::Ledger`, key: the customer id). Only the writer of the customer's
+/// partition writes it; the API reads it for balances and grants.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LedgerState {
+    pub customer_id: String,
+    /// `ledger.input` offsets below this are applied for this customer (replays skip them).
+    #[serde(default)]
+    pub applied_offset: u64,
+    /// The latest input time applied: the writer's clock for this customer never goes back, so
+    /// an input that raced ahead in the log cannot see the ledger in the past.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock: Option<Timestamp>,
+    /// Accounts by id (`{name}:{ASSET}`).
+    #[serde(default)]
+    pub accounts: BTreeMap<String, Account>,
+    /// Graduated-tier counters: period (`lifetime`, `2026-11`, `2026-Q4`, `2026`) → price id →
+    /// cumulative quantity.
+    #[serde(default)]
+    pub counters: BTreeMap<String, BTreeMap<String, Decimal>>,
+}
+
+impl LedgerState {
+    pub fn new(customer_id: &str) -> Self {
+        Self { customer_id: customer_id.to_string(), ..Self::default() }
+    }
+
+    /// `available` of an account at `now` (zero for an account with no postings yet).
+    pub fn available(&self, account_id: &str, now: Timestamp) -> Decimal {
+        self.accounts.get(account_id).map_or(Decimal::ZERO, |a| a.available(now))
+    }
+}
+
+/// How far a partition's writer got (`Table::Offsets`, key `writer/{partition}`), written in the
+/// same atomic write as the postings it covers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionProgress {
+    /// The next `ledger.input` offset to apply.
+    pub next_offset: u64,
+    /// Bumped by every writer that takes the partition; a write carrying an older epoch is
+    /// refused, so a writer that lost the partition cannot post.
+    pub epoch: u64,
+}
+
+impl PartitionProgress {
+    pub fn key(partition: u32) -> String {
+        format!("writer/{partition}")
+    }
+}
