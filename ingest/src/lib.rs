@@ -5,11 +5,22 @@
 //!
 //! The HTTP handler in `api` reads the body, asks [`Ingest::admit`] for room, parses the body
 //! into a [`UsageRequest`] and calls [`Ingest::accept`].
+//!
+//! - `admission` (private): the in-flight byte budget.
+//! - `dedupe` (private): the bounded memory of recently accepted (customer, event id) pairs.
 
-use eventlog::SharedLog;
-use schemas::ledger::UsageRequest;
+mod admission;
+mod dedupe;
+
+use admission::{Budget, Permit};
+use dedupe::{RecentEvents, Seen};
+use eventlog::{SharedLog, Topic};
+use schemas::ledger::{RawUsage, UsageRequest};
 use schemas::problem::ValidationErrors;
-use store::{SharedStore, StoreError};
+use schemas::{validate, Timestamp};
+use std::time::Instant;
+use store::{SharedStore, StoreError, Table};
+use telemetry::METRICS;
 
 /// Limits of the ingest service.
 #[derive(Clone, Debug)]
@@ -43,29 +54,143 @@ pub enum IngestError {
 
 /// Room for one request's bytes; released when dropped (after the append is durable).
 pub struct Admission {
-    _private: (),
+    _permit: Permit,
 }
 
 /// The ingest service; cheap to share behind an `Arc`.
 pub struct Ingest {
-    _store: SharedStore,
-    _log: SharedLog,
-    _options: IngestOptions,
+    store: SharedStore,
+    log: SharedLog,
+    budget: Budget,
+    recent: RecentEvents,
 }
 
 impl Ingest {
     pub fn new(store: SharedStore, log: SharedLog, options: IngestOptions) -> Self {
-        Self { _store: store, _log: log, _options: options }
+        Self {
+            store,
+            log,
+            budget: Budget::new(options.max_inflight_bytes),
+            recent: RecentEvents::new(options.dedupe_capacity),
+        }
     }
 
-    /// Reserves room for a request of `bytes`, or answers [`IngestError::Overloaded`].
-    pub fn admit(&self, _bytes: usize) -> Result<Admission, IngestError> {
-        Ok(Admission { _private: () })
+    /// Reserves room for a request of `bytes`, or answers [`IngestError::Overloaded`]. Never
+    /// waits: a full budget is a 429, not a queue.
+    pub fn admit(&self, bytes: usize) -> Result<Admission, IngestError> {
+        match self.budget.try_admit(bytes) {
+            Some(permit) => Ok(Admission { _permit: permit }),
+            None => {
+                METRICS.ingest_overload_total.add(1);
+                Err(IngestError::Overloaded { retry_after_secs: 1 })
+            }
+        }
     }
 
     /// Validates, dedupes and durably appends one request. `Ok` means every event is durable in
-    /// `usage.raw` (or was a duplicate of one that is).
-    pub async fn accept(&self, _request: UsageRequest, _admission: Admission) -> Result<(), IngestError> {
-        Err(IngestError::Unavailable("not built yet".into()))
+    /// `usage.raw` (or was a duplicate of one that is). The admission is released on return.
+    pub async fn accept(&self, request: UsageRequest, admission: Admission) -> Result<(), IngestError> {
+        let result = self.accept_at(request, chrono::Utc::now()).await;
+        drop(admission);
+        result
+    }
+
+    async fn accept_at(&self, request: UsageRequest, now: Timestamp) -> Result<(), IngestError> {
+        let customer_id = match self.validate(&request, now).await {
+            Ok(id) => id,
+            Err(err) => {
+                if matches!(err, IngestError::Invalid(_)) {
+                    METRICS.events_rejected_total.add(request.events.len() as u64);
+                }
+                return Err(err);
+            }
+        };
+
+        // Fast duplicate check; the ledger writer does the exact one.
+        let mut events = Vec::with_capacity(request.events.len());
+        let mut remembered = Vec::with_capacity(request.events.len());
+        for event in request.events {
+            let key = dedupe::event_key(&customer_id, &event.id);
+            let fingerprint = dedupe::fingerprint(&event);
+            match self.recent.check(key, fingerprint) {
+                Seen::New => {
+                    remembered.push((key, fingerprint));
+                    events.push(event);
+                }
+                Seen::Same => METRICS.events_duplicate_total.add(1),
+                Seen::Conflict => {
+                    METRICS.events_duplicate_total.add(1);
+                    METRICS.events_duplicate_conflict_total.add(1);
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
+
+        let count = events.len() as u64;
+        let record = RawUsage { customer_id, accepted_at: now, events };
+        let value = serde_json::to_vec(&record)
+            .map_err(|e| IngestError::Unavailable(format!("cannot encode the usage record: {e}")))?;
+        let key = record.customer_id.into_bytes();
+        let partition = eventlog::partition_for(&key, self.log.partition_count());
+        let started = Instant::now();
+        let appended = self.log.append(Topic::UsageRaw, partition, vec![(key, value)]).await;
+        METRICS.log_append_seconds.observe_duration(started.elapsed());
+        if let Err(err) = appended {
+            tracing::warn!(partition, error = %err, "usage append failed; the request was not accepted");
+            return Err(IngestError::Unavailable(err.to_string()));
+        }
+
+        // Durable: only now may a retry of these events be dropped.
+        for (key, fingerprint) in remembered {
+            self.recent.remember(key, fingerprint);
+        }
+        METRICS.events_accepted_total.add(count);
+        Ok(())
+    }
+
+    /// The whole request's validation, then the customer it names (its id).
+    async fn validate(&self, request: &UsageRequest, now: Timestamp) -> Result<String, IngestError> {
+        let mut errors = ValidationErrors::new();
+        let id = request.customer_id.as_deref();
+        let external_id = request.customer_external_id.as_deref();
+        validate::customer_reference(&mut errors, id, external_id);
+        validate::usage_events(&mut errors, &request.events);
+        validate::grace_window(&mut errors, &request.events, now);
+        errors.into_result().map_err(IngestError::Invalid)?;
+        self.resolve_customer(id, external_id).await
+    }
+
+    /// `customer_id` must name a customer; `customer_external_id` must be some customer's
+    /// external id; given both, they must name the same customer.
+    async fn resolve_customer(
+        &self,
+        id: Option<&str>,
+        external_id: Option<&str>,
+    ) -> Result<String, IngestError> {
+        let invalid =
+            |field: &str, message: &str| IngestError::Invalid(ValidationErrors::single(field, message));
+        let by_id = match id {
+            Some(id) => match self.store.get(Table::Customers, id).await? {
+                Some(record) => Some(record.key),
+                None => return Err(invalid("customer_id", "no customer with this id")),
+            },
+            None => None,
+        };
+        let by_external_id = match external_id {
+            Some(ext) => match self.store.find_unique(Table::Customers, "external_id", ext).await? {
+                Some(key) => Some(key),
+                None => return Err(invalid("customer_external_id", "no customer with this external id")),
+            },
+            None => None,
+        };
+        match (by_id, by_external_id) {
+            (Some(a), Some(b)) if a != b => {
+                Err(invalid("customer_external_id", "names another customer than `customer_id`"))
+            }
+            (Some(id), _) | (None, Some(id)) => Ok(id),
+            (None, None) => Err(invalid("customer_id", "give `customer_id` or `customer_external_id`")),
+        }
     }
 }

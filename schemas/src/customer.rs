@@ -53,6 +53,25 @@ impl Customer {
     pub fn subscription_mut(&mut self, id: &str) -> Option<&mut Subscription> {
         self.subscriptions.iter_mut().find(|s| s.id.as_str() == id)
     }
+
+    /// The product versions an event occurring at `at` is billed against: those of every
+    /// subscription that is `active`, or `scheduled` with a start that has passed, and whose
+    /// `started_at <= at`. `inactive` and `action_required` subscriptions bill nothing. A version
+    /// pinned by several subscriptions is listed once (in first-seen order), so one price never
+    /// yields two fees for the same event.
+    pub fn products_active_at(&self, at: Timestamp) -> Vec<&SubscribedProduct> {
+        let mut products: Vec<&SubscribedProduct> = Vec::new();
+        let billed = self.subscriptions.iter().filter(|s| {
+            matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::Scheduled)
+                && s.started_at <= at
+        });
+        for product in billed.flat_map(|s| &s.products) {
+            if !products.iter().any(|p| p.id == product.id && p.version == product.version) {
+                products.push(product);
+            }
+        }
+        products
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,4 +148,67 @@ pub struct ConnectedAccount {
     pub created_at: Timestamp,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Metadata>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> Timestamp {
+        text.parse().unwrap()
+    }
+
+    fn subscription(
+        id: &str,
+        started_at: &str,
+        status: SubscriptionStatus,
+        products: &[(&str, u32)],
+    ) -> Subscription {
+        Subscription {
+            id: SubscriptionId::from_raw(id),
+            started_at: at(started_at),
+            renews_at: None,
+            status,
+            products: products
+                .iter()
+                .map(|(p, v)| SubscribedProduct {
+                    id: ProductId::from_raw(*p),
+                    code: p.to_string(),
+                    version: *v,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn only_started_active_or_scheduled_subscriptions_bill_an_event() {
+        use SubscriptionStatus::*;
+        let customer = Customer {
+            id: CustomerId::from_raw("cust_1"),
+            external_id: None,
+            name: "c".into(),
+            email: None,
+            metadata: None,
+            subscriptions: vec![
+                subscription("sub_a", "2026-01-01T00:00:00Z", Active, &[("prod_a", 1)]),
+                subscription("sub_i", "2026-01-01T00:00:00Z", Inactive, &[("prod_i", 1)]),
+                subscription("sub_s", "2026-03-01T00:00:00Z", Scheduled, &[("prod_s", 1)]),
+                subscription("sub_r", "2026-01-01T00:00:00Z", ActionRequired, &[("prod_r", 1)]),
+                subscription("sub_dup", "2026-01-01T00:00:00Z", Active, &[("prod_a", 1), ("prod_a", 2)]),
+            ],
+            external_accounts: None,
+            created_at: at("2026-01-01T00:00:00Z"),
+            accounts: Vec::new(),
+        };
+        let ids = |when: &str| {
+            customer
+                .products_active_at(at(when))
+                .iter()
+                .map(|p| format!("{}@{}", p.id.as_str(), p.version))
+                .collect::<Vec<_>>()
+        };
+        assert!(ids("2025-12-31T23:59:59Z").is_empty());
+        assert_eq!(ids("2026-02-01T00:00:00Z"), ["prod_a@1", "prod_a@2"]);
+        assert_eq!(ids("2026-03-01T00:00:00Z"), ["prod_a@1", "prod_s@1", "prod_a@2"]);
+    }
 }
