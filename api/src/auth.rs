@@ -37,7 +37,12 @@ pub struct ApiKeyRecord {
 }
 
 pub fn hash(key: &str) -> String {
-    Sha256::digest(key.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    sha256_hex(key.as_bytes())
+}
+
+/// Lower-case hex of the SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Rejects requests without a known key; passes the key's environment on to the handlers.

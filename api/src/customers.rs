@@ -1,6 +1,7 @@
 //! Customers and their subscriptions (`semantics.md` §2, §6). Subscribing pins product versions
 //! (`default` resolved now) and provisions the wallet accounts those versions use, in the same
-//! atomic write as the customer.
+//! atomic write as the customer. Every successful write is announced on the catalog change feed
+//! so rating caches drop the customer.
 
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
@@ -182,6 +183,7 @@ pub async fn create(
     }
     ops.insert(0, put);
     store.write(ops).await?;
+    state.changes.customer_changed(customer.id.as_str());
     Ok((
         StatusCode::CREATED,
         Json(CreateCustomerResponse { id: customer.id.to_string(), subscriptions: customer.subscriptions }),
@@ -241,6 +243,7 @@ pub async fn update(
         Ok(((), Vec::new()))
     })
     .await?;
+    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,6 +262,7 @@ pub async fn create_subscription(
         Ok((subscription.clone(), ops))
     })
     .await?;
+    state.changes.customer_changed(&id);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -282,6 +286,7 @@ pub async fn update_subscription(
         Ok(((), Vec::new()))
     })
     .await?;
+    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -316,5 +321,6 @@ pub async fn update_subscription_product(
         Ok(((), ops))
     })
     .await?;
+    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }

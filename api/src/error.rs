@@ -1,7 +1,10 @@
 //! The one place that maps errors to HTTP statuses and ProblemDetails / ValidationProblem bodies.
 
+use crate::stats::OutOfRange;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use ingest::IngestError;
+use ledger_writer::SubmitError;
 use schemas::problem::{ProblemDetails, ValidationErrors};
 use std::collections::BTreeMap;
 use store::StoreError;
@@ -22,6 +25,12 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("one or more validation errors occurred")]
     Validation(ValidationErrors),
+    /// 429 with a `Retry-After` header: over capacity, nothing was accepted.
+    #[error("the server is over capacity; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: u64 },
+    /// 503: a dependency (the log, the ledger writer) cannot take the request now.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -45,6 +54,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -71,6 +82,33 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<IngestError> for ApiError {
+    fn from(err: IngestError) -> Self {
+        match err {
+            IngestError::Invalid(errors) => ApiError::Validation(errors),
+            IngestError::Overloaded { retry_after_secs } => ApiError::TooManyRequests { retry_after_secs },
+            IngestError::Unavailable(reason) => ApiError::Unavailable(reason),
+            // The store failing under ingest is the server's fault, not the request's.
+            IngestError::Store(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    /// The command may or may not be posted yet; the client retries with the same
+    /// `transaction_id`, which is idempotent.
+    fn from(err: SubmitError) -> Self {
+        ApiError::Unavailable(err.to_string())
+    }
+}
+
+impl From<OutOfRange> for ApiError {
+    /// Stored amounts whose total does not fit a decimal: the server cannot report it.
+    fn from(err: OutOfRange) -> Self {
+        ApiError::Internal(err.to_string())
+    }
+}
+
 /// The RFC 9110 section of each status, as ASP.NET-style APIs (Credyt's) put in `type`.
 fn type_uri(status: StatusCode) -> &'static str {
     match status.as_u16() {
@@ -81,6 +119,8 @@ fn type_uri(status: StatusCode) -> &'static str {
         409 => "https://tools.ietf.org/html/rfc9110#section-15.5.10",
         413 => "https://tools.ietf.org/html/rfc9110#section-15.5.14",
         422 => "https://tools.ietf.org/html/rfc9110#section-15.5.21",
+        429 => "https://tools.ietf.org/html/rfc6585#section-4",
+        503 => "https://tools.ietf.org/html/rfc9110#section-15.6.4",
         _ => "https://tools.ietf.org/html/rfc9110#section-15.6.1",
     }
 }
@@ -91,6 +131,10 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(message) = &self {
             tracing::error!(%message, "request failed");
         }
+        let retry_after = match &self {
+            ApiError::TooManyRequests { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
         let (title, detail, errors) = match self {
             ApiError::Validation(errors) => {
                 ("One or more validation errors occurred.".to_string(), None, errors.into_map())
@@ -119,6 +163,45 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn over_capacity_is_a_429_problem_with_retry_after() {
+        let response = ApiError::TooManyRequests { retry_after_secs: 3 }.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("3"));
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            Some("application/problem+json")
+        );
+    }
+
+    #[test]
+    fn ingest_and_ledger_failures_map_to_their_statuses() {
+        let status = |e: ApiError| e.status();
+        assert_eq!(
+            status(IngestError::Overloaded { retry_after_secs: 1 }.into()),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+        assert_eq!(status(IngestError::Unavailable("log".into()).into()), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            status(IngestError::Invalid(ValidationErrors::single("events", "x")).into()),
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
+        assert_eq!(
+            status(IngestError::Store(StoreError::Backend("disk".into())).into()),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        let timeout = SubmitError::Timeout(std::time::Duration::from_secs(30));
+        assert_eq!(status(timeout.into()), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -1,5 +1,5 @@
 //! Request extractors whose failures are ProblemDetails: malformed JSON is a 400, a body of the
-//! wrong shape is a 422 naming the field path, bad query strings are 400.
+//! wrong shape is a 422 naming the field path, bad query strings are 400, too large a body is 413.
 
 use crate::error::ApiError;
 use axum::body::Bytes;
@@ -9,6 +9,24 @@ use axum::http::StatusCode;
 use schemas::tagged::{missing_field, split_error_path};
 use serde::de::DeserializeOwned;
 
+/// The raw request body, for handlers that must look at its size before parsing it
+/// (`POST /events` admission control). Too large is a 413, like every body.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
+            } else {
+                ApiError::BadRequest(rejection.body_text())
+            }
+        })
+    }
+}
+
 /// A JSON request body.
 pub struct Body<T>(pub T);
 
@@ -16,13 +34,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge(crate::MAX_BODY_BYTES)
-            } else {
-                ApiError::BadRequest(rejection.body_text())
-            }
-        })?;
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
         parse_json(&bytes).map(Body)
     }
 }

@@ -1,25 +1,39 @@
 //! The Credyt-compatible HTTP API (`shared/docs/api.md`): routing, authentication, request
-//! extraction and the catalog, customer, vendor, account and wallet-read handlers.
+//! extraction and the catalog, customer, vendor, account, wallet, event and stats handlers.
 //!
 //! - [`routes`]: the route table, from which both the router and the OpenAPI agreement test come.
 //! - [`auth`]: `X-CREDYT-API-KEY` checking and API key provisioning (only hashes are stored).
 //! - [`error`]: the one mapping from errors to ProblemDetails / ValidationProblem.
-//! - [`extract`]: JSON bodies (400 vs 422) and query strings.
+//! - [`extract`]: JSON bodies (400 vs 422), raw bodies and query strings.
 //! - [`docs`]: shared helpers over the store (load or 404, optimistic read-modify-write, paging).
-//! - [`assets`], [`products`], [`customers`], [`vendors`], [`accounts`], [`wallet`]: handlers.
+//! - [`assets`], [`products`], [`customers`], [`vendors`], [`accounts`]: catalog handlers.
+//! - [`wallet`]: wallet, account, grant and transaction reads; [`grants`]: the grant listing's
+//!   pure filters.
+//! - [`adjustments`]: adjustments and charges, submitted to the ledger writer, idempotent on
+//!   `transaction_id`.
+//! - [`events`]: `POST /events` (through ingest) and the posted-event reads.
+//! - [`stats`]: the pure profitability arithmetic; [`profitability`]: the stats handlers.
 
 pub mod accounts;
+pub mod adjustments;
 pub mod assets;
 pub mod auth;
 pub mod customers;
 pub mod docs;
 pub mod error;
+pub mod events;
 pub mod extract;
+pub mod grants;
 pub mod products;
+pub mod profitability;
 pub mod routes;
+pub mod stats;
 pub mod vendors;
 pub mod wallet;
 
+use ingest::Ingest;
+use ledger_writer::LedgerClient;
+use rater::catalog::CatalogChanges;
 use std::sync::Arc;
 use store::SharedStore;
 
@@ -35,12 +49,24 @@ pub struct AppState {
     pub store: SharedStore,
     /// The platform account this server bills for (`GET /accounts/self`).
     pub account_id: Arc<str>,
+    /// `POST /events`: admission, validation, dedupe, durable append to `usage.raw`.
+    pub ingest: Arc<Ingest>,
+    /// Adjustments and charges go to the ledger writers through this, and are answered once
+    /// posted.
+    pub ledger: LedgerClient,
+    /// Announces customer and product writes to every subscription/product cache.
+    pub changes: CatalogChanges,
 }
 
 impl AppState {
     /// Loads (creating on first start) the server-wide settings from the store.
-    pub async fn load(store: SharedStore) -> Result<Self, ApiError> {
+    pub async fn load(
+        store: SharedStore,
+        ingest: Arc<Ingest>,
+        ledger: LedgerClient,
+        changes: CatalogChanges,
+    ) -> Result<Self, ApiError> {
         let account_id = accounts::platform_account_id(store.as_ref()).await?;
-        Ok(Self { store, account_id: account_id.into() })
+        Ok(Self { store, account_id: account_id.into(), ingest, ledger, changes })
     }
 }

@@ -1,7 +1,10 @@
 //! The route table. One list produces both the router and [`ROUTES`], which a test compares
 //! with the OpenAPI document, so the two cannot drift apart.
 
-use crate::{accounts, assets, auth, customers, products, vendors, wallet, AppState, MAX_BODY_BYTES};
+use crate::{
+    accounts, adjustments, assets, auth, customers, events, products, profitability, vendors, wallet,
+    AppState, MAX_BODY_BYTES,
+};
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -44,20 +47,33 @@ route_table! {
 
     post "/customers" => customers::create;
     get "/customers" => customers::list;
+    get "/customers/stats" => profitability::list_customer_stats;
     get "/customers/{customerId}" => customers::get;
     patch "/customers/{customerId}" => customers::update;
     post "/customers/{customerId}/subscriptions" => customers::create_subscription;
     patch "/customers/{customerId}/subscriptions/{subscriptionId}" => customers::update_subscription;
     patch "/customers/{customerId}/subscriptions/{subscriptionId}/products/{productId}" => customers::update_subscription_product;
+    get "/customers/{customerId}/stats" => profitability::customer_stats;
     get "/customers/{customerId}/wallet" => wallet::get_wallet;
+    get "/customers/{customerId}/wallet/{accountId}" => wallet::get_account;
+    get "/customers/{customerId}/wallet/{accountId}/grants" => wallet::get_credit_grants;
+    get "/customers/{customerId}/wallet/transactions/{transactionId}" => wallet::get_transaction;
+    post "/customers/{customerId}/wallet/adjustments" => adjustments::create_adjustment;
+    post "/customers/{customerId}/wallet/charges" => adjustments::create_charge;
+
+    post "/events" => events::send_usage;
+    get "/events" => events::list;
+    get "/events/{eventId}" => events::get;
 
     post "/vendors" => vendors::create;
     get "/vendors" => vendors::list;
     get "/vendors/{vendorId}" => vendors::get;
+    get "/vendors/{vendorId}/stats" => profitability::vendor_stats;
 }
 
 /// Routes that need no key.
-pub const PUBLIC_ROUTES: &[(&str, &str)] = &[("get", "/openapi.json"), ("get", "/healthz")];
+pub const PUBLIC_ROUTES: &[(&str, &str)] =
+    &[("get", "/openapi.json"), ("get", "/healthz"), ("get", "/metrics")];
 
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], schemas::openapi::OPENAPI_JSON)
@@ -65,6 +81,11 @@ async fn openapi() -> impl IntoResponse {
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus text exposition of every metric of the process.
+async fn metrics() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], telemetry::METRICS.render())
 }
 
 async fn not_found() -> crate::ApiError {
@@ -78,6 +99,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/openapi.json", get(openapi))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .merge(protected)
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })

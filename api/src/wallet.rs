@@ -1,22 +1,195 @@
-//! Wallet reads. Accounts are provisioned at zero when a subscription needs them; posting to
-//! them belongs to the ledger writer.
+//! Wallet reads: the accounts with their balances, one account's details and grants, and posted
+//! transactions. Accounts are provisioned at zero when a subscription needs them; the ledger
+//! writer owns everything posted to them (`Table::Ledger`), so a wallet is the union of both.
 
-use crate::docs::load;
+use crate::docs::{load, paginate};
 use crate::error::ApiError;
-use crate::AppState;
+use crate::extract::Params;
+use crate::{grants, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
+use chrono::Utc;
+use ledger_writer::LedgerState;
 use schemas::customer::{Customer, WalletAccount};
-use schemas::wire::GetWalletResponse;
-use store::typed::list_docs;
-use store::Table;
+use schemas::ledger::{
+    CreditGrantItem, GetAccountDetailsResponse, GetTransactionResponse, GrantFilter, Transaction,
+};
+use schemas::wire::{GetWalletResponse, Page, PageRequest};
+use schemas::{Decimal, Timestamp};
+use std::collections::BTreeMap;
+use store::typed::{get_doc, list_docs};
+use store::{Store, Table};
+
+/// A customer's wallet as stored: provisioned accounts and the ledger (absent before the first
+/// posting).
+struct Wallet {
+    provisioned: Vec<WalletAccount>,
+    ledger: Option<LedgerState>,
+}
+
+impl Wallet {
+    fn accounts(&self, now: Timestamp) -> Vec<WalletAccount> {
+        wallet_accounts(&self.provisioned, self.ledger.as_ref(), now)
+    }
+
+    /// One account, or a 404 naming it.
+    fn account(
+        &self,
+        customer_id: &str,
+        account_id: &str,
+        now: Timestamp,
+    ) -> Result<WalletAccount, ApiError> {
+        self.accounts(now).into_iter().find(|a| a.id == account_id).ok_or_else(|| {
+            ApiError::NotFound(format!("customer `{customer_id}` has no wallet account `{account_id}`"))
+        })
+    }
+}
+
+/// Loads a customer's wallet; 404 for an unknown customer.
+async fn load_wallet(store: &dyn Store, customer_id: &str) -> Result<Wallet, ApiError> {
+    load::<Customer>(store, Table::Customers, "customer", customer_id).await?;
+    let provisioned = list_docs::<WalletAccount>(store, Table::WalletAccounts, &format!("{customer_id}/"))
+        .await?
+        .into_iter()
+        .map(|d| d.value)
+        .collect();
+    let ledger = get_doc::<LedgerState>(store, Table::Ledger, customer_id).await?.map(|d| d.value);
+    Ok(Wallet { provisioned, ledger })
+}
+
+/// An account named only by its id `{name}:{ASSET}` (asset codes hold no `:`).
+fn account_from_id(id: &str) -> WalletAccount {
+    let (name, asset) = id.rsplit_once(':').unwrap_or((id, ""));
+    WalletAccount {
+        id: id.to_string(),
+        name: name.to_string(),
+        asset: asset.to_string(),
+        available: Decimal::ZERO,
+    }
+}
+
+/// The provisioned accounts united with those the ledger knows, sorted by id, each with its
+/// `available` balance at `now` (zero while the ledger has nothing for it).
+pub fn wallet_accounts(
+    provisioned: &[WalletAccount],
+    ledger: Option<&LedgerState>,
+    now: Timestamp,
+) -> Vec<WalletAccount> {
+    let mut accounts: BTreeMap<String, WalletAccount> =
+        provisioned.iter().map(|a| (a.id.clone(), a.clone())).collect();
+    for id in ledger.iter().flat_map(|l| l.accounts.keys()) {
+        accounts.entry(id.clone()).or_insert_with(|| account_from_id(id));
+    }
+    accounts
+        .into_values()
+        .map(|mut a| {
+            a.available = ledger.map_or(Decimal::ZERO, |l| l.available(&a.id, now));
+            a
+        })
+        .collect()
+}
 
 pub async fn get_wallet(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<GetWalletResponse>, ApiError> {
-    let store = state.store.as_ref();
-    load::<Customer>(store, Table::Customers, "customer", &id).await?;
-    let accounts = list_docs::<WalletAccount>(store, Table::WalletAccounts, &format!("{id}/")).await?;
-    Ok(Json(GetWalletResponse { accounts: accounts.into_iter().map(|d| d.value).collect() }))
+    let wallet = load_wallet(state.store.as_ref(), &id).await?;
+    Ok(Json(GetWalletResponse { accounts: wallet.accounts(Utc::now()) }))
+}
+
+/// One account with its pending amounts (no top-ups or holds exist yet, so both are 0).
+pub async fn get_account(
+    State(state): State<AppState>,
+    Path((id, account_id)): Path<(String, String)>,
+) -> Result<Json<GetAccountDetailsResponse>, ApiError> {
+    let wallet = load_wallet(state.store.as_ref(), &id).await?;
+    let account = wallet.account(&id, &account_id, Utc::now())?;
+    Ok(Json(GetAccountDetailsResponse {
+        id: account.id,
+        name: account.name,
+        asset: account.asset,
+        available: account.available,
+        pending_in: Decimal::ZERO,
+        pending_out: Decimal::ZERO,
+    }))
+}
+
+pub async fn get_credit_grants(
+    State(state): State<AppState>,
+    Path((id, account_id)): Path<(String, String)>,
+    Params(page): Params<PageRequest>,
+    Params(filter): Params<GrantFilter>,
+) -> Result<Json<Page<CreditGrantItem>>, ApiError> {
+    let now = Utc::now();
+    let wallet = load_wallet(state.store.as_ref(), &id).await?;
+    wallet.account(&id, &account_id, now)?;
+    let account = wallet.ledger.as_ref().and_then(|l| l.accounts.get(&account_id));
+    Ok(Json(paginate(grants::list(account, &filter, now), page, |g| g)))
+}
+
+/// Key of a posted transaction in `Table::Transactions`.
+pub fn transaction_key(customer_id: &str, transaction_id: &str) -> String {
+    format!("{customer_id}/{transaction_id}")
+}
+
+pub async fn get_transaction(
+    State(state): State<AppState>,
+    Path((id, transaction_id)): Path<(String, String)>,
+) -> Result<Json<GetTransactionResponse>, ApiError> {
+    let key = transaction_key(&id, &transaction_id);
+    let transaction =
+        get_doc::<Transaction>(state.store.as_ref(), Table::Transactions, &key).await?.ok_or_else(|| {
+            ApiError::NotFound(format!("customer `{id}` has no transaction `{transaction_id}`"))
+        })?;
+    Ok(Json(transaction.value.view()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_writer::posting::{Account, NewGrant};
+    use schemas::ledger::Purpose;
+
+    fn t(day: u32) -> Timestamp {
+        format!("2026-01-{day:02}T00:00:00Z").parse().unwrap()
+    }
+
+    #[test]
+    fn a_wallet_is_the_provisioned_accounts_united_with_the_ledgers_sorted_by_id() {
+        let provisioned = [WalletAccount::new("default", "USD"), WalletAccount::new("default", "CREDIT")];
+        let mut ledger = LedgerState::new("cust_1");
+        let mut eur = Account::new();
+        let grant = NewGrant {
+            id: "g".into(),
+            purpose: Purpose::Paid,
+            amount: Decimal::from(7),
+            effective_at: t(1),
+            expires_at: t(20),
+            priority: None,
+            revenue_basis: Decimal::ONE,
+            source: "g".into(),
+        };
+        eur.credit(grant, t(1)).unwrap();
+        ledger.accounts.insert("bonus:EUR".into(), eur);
+        let mut usd = Account::new();
+        usd.debit(Decimal::from(2), t(1)).unwrap();
+        ledger.accounts.insert("default:USD".into(), usd);
+
+        let accounts = wallet_accounts(&provisioned, Some(&ledger), t(2));
+        let shown: Vec<_> = accounts
+            .iter()
+            .map(|a| (a.id.as_str(), a.name.as_str(), a.asset.as_str(), a.available))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("bonus:EUR", "bonus", "EUR", Decimal::from(7)),
+                ("default:CREDIT", "default", "CREDIT", Decimal::ZERO),
+                ("default:USD", "default", "USD", Decimal::from(-2)),
+            ]
+        );
+        // Balances are taken at `now`: the grant has expired by day 20.
+        assert_eq!(wallet_accounts(&provisioned, Some(&ledger), t(20))[0].available, Decimal::ZERO);
+        assert_eq!(wallet_accounts(&provisioned, None, t(2)).len(), 2);
+    }
 }

@@ -42,8 +42,15 @@ fn every_route_is_documented_and_every_documented_operation_is_routed() {
 #[tokio::test]
 async fn the_router_serves_every_route_of_the_table() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(store::EmbeddedStore::open(dir.path()).expect("store"));
-    let state = api::AppState::load(store).await.expect("state");
+    let store: store::SharedStore =
+        Arc::new(store::EmbeddedStore::open(dir.path().join("store")).expect("store"));
+    let options = eventlog::LogOptions { partitions: 2, ..eventlog::LogOptions::default() };
+    let log =
+        eventlog::open(&format!("embedded:{}", dir.path().join("log").display()), options).expect("log");
+    let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), ingest::IngestOptions::default()));
+    let ledger = ledger_writer::LedgerClient::new(log, ledger_writer::Posted::new(2));
+    let changes = rater::catalog::CatalogChanges::new();
+    let state = api::AppState::load(store, ingest, ledger, changes).await.expect("state");
     let app = api::router(state);
     for (method, path) in api::routes::ROUTES {
         // Fill path parameters with plausible values.

@@ -8,6 +8,7 @@
 use crate::customer::{Metadata, SubscribedProduct};
 use crate::usage::{EventFee, UsageEvent};
 use crate::{Decimal, Timestamp};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 // ---------------------------------------------------------------------------------------------
@@ -408,4 +409,83 @@ pub struct UsageRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_external_id: Option<String>,
     pub events: Vec<UsageEvent>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Event listing and profitability reports
+
+/// `GET /events` filters. `period_from`/`period_to` are inclusive UTC dates of `occurred_at`;
+/// `event_types` is a comma-separated list.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct EventFilter {
+    #[serde(default)]
+    pub event_id: Option<String>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub customer_external_id: Option<String>,
+    #[serde(default)]
+    pub subject: Option<String>,
+    #[serde(default)]
+    pub period_from: Option<NaiveDate>,
+    #[serde(default)]
+    pub period_to: Option<NaiveDate>,
+    #[serde(default)]
+    pub event_types: Option<String>,
+    #[serde(default)]
+    pub has_fees: Option<bool>,
+}
+
+/// `period_from`/`period_to` query parameters of the stats reports (inclusive UTC dates).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+pub struct PeriodFilter {
+    #[serde(default)]
+    pub period_from: Option<NaiveDate>,
+    #[serde(default)]
+    pub period_to: Option<NaiveDate>,
+}
+
+/// `GET /vendors/{id}/stats` filter besides the period.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct VendorStatsFilter {
+    #[serde(default)]
+    pub category: Option<String>,
+}
+
+/// `GET /customers/{id}/stats`: the same figures as [`ProfitabilityStats`].
+pub type CustomerProfitability = ProfitabilityStats;
+
+/// One customer of `GET /customers/stats`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustomerStatsItem {
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    pub name: String,
+    pub stats: CustomerProfitability,
+}
+
+/// `GET /customers/stats`: a page of customers and the summary over all of them.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CustomerStatsPage {
+    pub summary: CustomerProfitability,
+    pub period_from: NaiveDate,
+    pub period_to: NaiveDate,
+    pub items: Vec<CustomerStatsItem>,
+    pub total_count: usize,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VendorCategoryStats {
+    pub category: String,
+    pub cost: Decimal,
+}
+
+/// `GET /vendors/{id}/stats`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VendorStats {
+    pub total_costs: Decimal,
+    pub categories: Vec<VendorCategoryStats>,
 }
