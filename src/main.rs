@@ -20,10 +20,13 @@ enum Command {
         /// Address to listen on [default: 127.0.0.1:8080].
         #[arg(long, env = "DRAWDOWN_LISTEN")]
         listen: Option<SocketAddr>,
-        /// Directory holding the store (and, later, the log) [default: ./data].
+        /// Directory holding the store and the log [default: ./data].
         #[arg(long, env = "DRAWDOWN_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        /// TOML file with `listen` and `data_dir`; flags and environment win over it.
+        /// Partitions per log topic, fixed at first start [default: 8].
+        #[arg(long, env = "DRAWDOWN_PARTITIONS")]
+        partitions: Option<u32>,
+        /// TOML file with `listen`, `data_dir` and `partitions`; flags and environment win over it.
         #[arg(long, env = "DRAWDOWN_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -38,13 +41,13 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, data_dir, config } => {
+        Command::Serve { listen, data_dir, partitions, config } => {
             let file = match &config {
                 Some(path) => FileConfig::load(path)?,
                 None => FileConfig::default(),
             };
             let api_key = std::env::var("DRAWDOWN_API_KEY").ok();
-            let config = Config::resolve(listen, data_dir, api_key, file)?;
+            let config = Config::resolve(listen, data_dir, partitions, api_key, file)?;
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             runtime.block_on(serve(config))
         }

@@ -31,6 +31,10 @@ use serde::Serialize;
 use store::typed::get_doc;
 use store::{Store, Table};
 
+/// Prefixes of the transaction ids the ledger writer derives itself (fees, expiries): a client's
+/// id may not take one, so a client transaction can never collide with a posted fee.
+const RESERVED_PREFIXES: [&str; 2] = ["fee_", "exp_"];
+
 /// Rules shared by adjustments and charges: a `transaction_id`, a known asset, a valid account
 /// name and metadata.
 fn validate_common(
@@ -41,6 +45,11 @@ fn validate_common(
     metadata: Option<&schemas::customer::Metadata>,
 ) {
     validate::text(errors, "transaction_id", transaction_id);
+    errors.check(
+        !RESERVED_PREFIXES.iter().any(|p| transaction_id.starts_with(p)),
+        "transaction_id",
+        "`fee_` and `exp_` are reserved for the ids of fees and expiries",
+    );
     errors.check(asset_known, "asset", "unknown asset: use an ISO 4217 currency or create the asset first");
     validate::optional_text(errors, "account_name", account_name);
     validate::metadata(errors, "metadata", metadata);
@@ -199,6 +208,16 @@ mod tests {
         assert_eq!(fields(&validate_adjustment(&req, false, t(1))), ["amount", "asset", "transaction_id"]);
         let ok = adjustment(r#"{"transaction_id":"t1","asset":"USD","amount":-3.5,"reason":"gift"}"#);
         assert!(validate_adjustment(&ok, true, t(1)).is_empty());
+    }
+
+    #[test]
+    fn a_transaction_id_may_not_take_a_prefix_reserved_for_fees_and_expiries() {
+        for id in ["fee_0123", "exp_grant_x"] {
+            let req = adjustment(&format!(
+                r#"{{"transaction_id":"{id}","asset":"USD","amount":1,"reason":"gift"}}"#
+            ));
+            assert_eq!(fields(&validate_adjustment(&req, true, t(1))), ["transaction_id"], "{id}");
+        }
     }
 
     #[test]

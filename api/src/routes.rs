@@ -93,6 +93,23 @@ async fn not_found() -> crate::ApiError {
 }
 
 /// The whole HTTP surface.
+/// A body announced larger than the limit is refused from its `Content-Length` alone, before
+/// any of it is read (the body limit above still guards chunked bodies).
+async fn refuse_oversized(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return crate::ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
+    }
+    next.run(request).await
+}
+
 pub fn router(state: AppState) -> Router {
     let protected =
         authenticated().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
@@ -104,5 +121,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(refuse_oversized))
         .with_state(state)
 }

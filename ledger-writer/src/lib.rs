@@ -7,10 +7,19 @@
 //! - [`state`]: what is stored per customer ([`state::LedgerState`]) and per partition
 //!   ([`state::PartitionProgress`]: offset and fencing epoch).
 //! - [`client`]: how the API submits wallet commands and waits until they are posted.
+//! - [`apply`]: applying one decoded input to a customer's in-memory state, producing the
+//!   transactions and events to write. Pure and deterministic: no IO, no wall clock.
+//! - [`fixtures`]: builders of inputs and products for the tests.
+//! - [`writer`]: the async shell, one task per partition: reads batches, loads what they need,
+//!   applies them and commits each batch in one fenced, atomic store write.
 
+pub mod apply;
 pub mod client;
+pub mod fixtures;
 pub mod posting;
 pub mod state;
+pub mod writer;
 
 pub use client::{LedgerClient, Posted, SubmitError};
 pub use state::{LedgerState, PartitionProgress};
+pub use writer::{run_partition, spawn_all, WriterError, WriterOptions};

@@ -2,6 +2,8 @@
 //! HTTP client.
 #![allow(dead_code)]
 
+pub mod process;
+
 use serde_json::Value;
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +33,7 @@ impl TestServer {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.path().to_path_buf(),
             api_key: Some(KEY.to_string()),
+            partitions: 4,
         };
         let server = runtime.block_on(drawdown::Server::bind(&config)).expect("bind");
         let base = format!("http://{}", server.local_addr().expect("addr"));
@@ -119,4 +122,79 @@ pub fn unique(prefix: &str) -> String {
 
 pub fn data_file_exists(dir: &Path) -> bool {
     dir.join("store").join("store.redb").exists()
+}
+
+/// Now, as RFC 3339 (events must fall inside the grace window).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after a generous deadline
+/// (a safety net against hanging, not a performance assertion).
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Calls `base` with the test key; the status must be `expected`.
+pub fn must(base: &str, expected: u16, method: &str, path: &str, body: Option<Value>) -> Value {
+    let (status, response) = request(base, Some(KEY), method, path, body.map(|b| b.to_string()));
+    assert_eq!(status, expected, "{method} {path}: {response}");
+    response
+}
+
+/// A published product with one usage price per `(event_type, usage, pricing)` and a customer
+/// subscribed to it; returns `(product_id, customer_id)`.
+pub fn subscribed_customer(base: &str, prices: Value) -> (String, String) {
+    let code = unique("plan-");
+    let product = must(
+        base,
+        201,
+        "POST",
+        "/products",
+        Some(serde_json::json!({"name": "Plan", "code": code, "publish": true, "prices": prices})),
+    );
+    let product_id = product["id"].as_str().expect("product id").to_string();
+    let customer = must(
+        base,
+        201,
+        "POST",
+        "/customers",
+        Some(serde_json::json!({
+            "name": "Acme", "external_id": unique("acme-"),
+            "subscriptions": [{"products": [{"id": product_id}],
+                               "return_url": "https://example.com/ok", "failure_url": "https://example.com/ko"}]
+        })),
+    );
+    (product_id, customer["id"].as_str().expect("customer id").to_string())
+}
+
+/// A unit price: `amount` `asset` per event of `event_type`.
+pub fn unit_price(event_type: &str, asset: &str, amount: &str) -> Value {
+    let text = format!(
+        r#"{{"type": "usage_based", "name": "{event_type} unit", "billing_model": {{"type": "real_time"}},
+            "usage_calculation": {{"event_type": "{event_type}", "usage_type": "unit"}},
+            "pricing": [{{"asset": "{asset}", "values": [{{"unit_price": {amount}}}]}}]}}"#
+    );
+    serde_json::from_str(&text).expect("price json")
+}
+
+/// The exact `available` of a wallet account (zero when the account does not exist).
+pub fn available(base: &str, customer: &str, account: &str) -> schemas::Decimal {
+    let wallet = must(base, 200, "GET", &format!("/customers/{customer}/wallet"), None);
+    wallet["accounts"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["id"] == account))
+        .map_or(schemas::Decimal::ZERO, |a| dec(&a["available"].to_string()))
+}
+
+/// An exact decimal from its text.
+pub fn dec(text: &str) -> schemas::Decimal {
+    text.parse().unwrap_or_else(|e| panic!("`{text}` is not a decimal: {e}"))
 }
