@@ -1,22 +1,21 @@
 //! The wallet, event, stats and metrics routes through the router, over an embedded store and
-//! log. Ledger documents are seeded directly; a stand-in writer posts adjustments and charges
-//! (the real writer and the whole pipeline are exercised by the root package's end-to-end tests).
+//! log. Ledger documents are seeded directly, or posted by the real ledger writers (the whole
+//! pipeline with raters is exercised by the root package's end-to-end tests).
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use eventlog::{LogOptions, SharedLog, Topic};
+use eventlog::LogOptions;
 use ledger_writer::posting::{Account, NewGrant};
 use ledger_writer::{LedgerClient, LedgerState, Posted};
-use schemas::ledger::{LedgerInput, Purpose, StoredEvent, Transaction, TransactionType};
+use schemas::ledger::{Purpose, StoredEvent, Transaction, TransactionType};
 use schemas::usage::{CostData, UsageEvent};
 use schemas::{Decimal, Timestamp};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
-use store::{Expect, Op, SharedStore, Table};
+use store::{Op, SharedStore, Table};
 use tower::ServiceExt;
 
 const KEY: &str = "sk_test_ledger_routes";
@@ -24,11 +23,13 @@ const KEY: &str = "sk_test_ledger_routes";
 struct Harness {
     app: Router,
     store: SharedStore,
+    /// Keeps the writers running while the harness lives.
+    _writers: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
-    /// With `writer`, a stand-in ledger writer posts every adjustment and charge.
+    /// With `writer`, the ledger writers run and post every adjustment and charge.
     async fn start(writer: bool) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store: SharedStore =
@@ -38,8 +39,10 @@ impl Harness {
             eventlog::open(&format!("embedded:{}", dir.path().join("log").display()), options).expect("log");
         api::auth::provision_test_key(store.as_ref(), Some(KEY)).await.expect("key");
         let posted = Posted::new(2);
+        let (writers, stop) = tokio::sync::watch::channel(false);
         if writer {
-            spawn_stand_in_writer(store.clone(), log.clone(), posted.clone());
+            let options = ledger_writer::WriterOptions::default();
+            ledger_writer::spawn_all(store.clone(), log.clone(), posted.clone(), options, stop);
         }
         let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), Default::default()));
         let state = api::AppState::load(
@@ -50,7 +53,7 @@ impl Harness {
         )
         .await
         .expect("state");
-        Self { app: api::router(state), store, _dir: dir }
+        Self { app: api::router(state), store, _writers: writers, _dir: dir }
     }
 
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
@@ -84,49 +87,6 @@ impl Harness {
 
     async fn put<T: serde::Serialize>(&self, table: Table, key: &str, doc: &T) {
         self.store.write(vec![Op::put_doc(table, key, doc).expect("encode")]).await.expect("write");
-    }
-}
-
-/// Posts each adjustment/charge as a transaction (the first with an id wins) and publishes the
-/// offsets, like the ledger writer does for the API.
-fn spawn_stand_in_writer(store: SharedStore, log: SharedLog, posted: Posted) {
-    for partition in 0..log.partition_count() {
-        let (store, log, posted) = (store.clone(), log.clone(), posted.clone());
-        tokio::spawn(async move {
-            let mut next = 0;
-            loop {
-                let _ = log.wait_for(Topic::LedgerInput, partition, next, Duration::from_millis(200)).await;
-                let Ok(records) = log.read(Topic::LedgerInput, partition, next, 100).await else { continue };
-                for record in records {
-                    let input: LedgerInput = serde_json::from_slice(&record.value).expect("ledger input");
-                    let transaction = match input {
-                        LedgerInput::Adjustment(a) => posted_transaction(
-                            TransactionType::Adjustment,
-                            &a.customer_id,
-                            &a.request.transaction_id,
-                            a.request.amount,
-                            a.accepted_at,
-                            &a.body_hash,
-                        ),
-                        LedgerInput::Charge(c) => posted_transaction(
-                            TransactionType::Fee,
-                            &c.customer_id,
-                            &c.request.transaction_id,
-                            -c.request.amount,
-                            c.accepted_at,
-                            &c.body_hash,
-                        ),
-                        LedgerInput::Usage(_) => continue,
-                    };
-                    let key = format!("{}/{}", transaction.customer_id, transaction.id);
-                    let op = Op::put_doc(Table::Transactions, key, &transaction).expect("encode");
-                    // A replayed id is already posted: the first one wins.
-                    let _ = store.write(vec![op.expect(Expect::Absent)]).await;
-                    next = record.offset + 1;
-                }
-                posted.publish(partition, next);
-            }
-        });
     }
 }
 
