@@ -203,7 +203,9 @@ impl Writer {
         let segment = &self.active.segment;
         let io = |e| LogError::io(format!("append to {}", segment.path.display()), e);
         segment.file.write_all_at(buf, self.active.len).map_err(io)?;
+        let started = std::time::Instant::now();
         segment.file.sync_data().map_err(io)?;
+        telemetry::METRICS.log_fsync_seconds.observe_duration(started.elapsed());
         self.counters.fsyncs.fetch_add(1, Relaxed);
         self.counters.bytes.fetch_add(buf.len() as u64, Relaxed);
         self.active.len += buf.len() as u64;
