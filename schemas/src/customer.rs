@@ -56,14 +56,16 @@ impl Customer {
 
     /// The product versions an event occurring at `at` is billed against: those of every
     /// subscription that is `active`, or `scheduled` with a start that has passed, and whose
-    /// `started_at <= at`. `inactive` and `action_required` subscriptions bill nothing. A version
+    /// `started_at <= at`, where `started_at` counts from the start of its second: platforms often
+    /// send second-precision timestamps, and usage in the very second a customer subscribed must
+    /// not go unbilled. `inactive` and `action_required` subscriptions bill nothing. A version
     /// pinned by several subscriptions is listed once (in first-seen order), so one price never
     /// yields two fees for the same event.
     pub fn products_active_at(&self, at: Timestamp) -> Vec<&SubscribedProduct> {
         let mut products: Vec<&SubscribedProduct> = Vec::new();
         let billed = self.subscriptions.iter().filter(|s| {
             matches!(s.status, SubscriptionStatus::Active | SubscriptionStatus::Scheduled)
-                && s.started_at <= at
+                && chrono::SubsecRound::trunc_subsecs(s.started_at, 0) <= at
         });
         for product in billed.flat_map(|s| &s.products) {
             if !products.iter().any(|p| p.id == product.id && p.version == product.version) {
@@ -210,5 +212,29 @@ mod tests {
         assert!(ids("2025-12-31T23:59:59Z").is_empty());
         assert_eq!(ids("2026-02-01T00:00:00Z"), ["prod_a@1", "prod_a@2"]);
         assert_eq!(ids("2026-03-01T00:00:00Z"), ["prod_a@1", "prod_s@1", "prod_a@2"]);
+    }
+
+    #[test]
+    fn an_event_in_the_second_a_subscription_started_is_billed_by_it() {
+        let mut customer = Customer {
+            id: CustomerId::from_raw("cust_1"),
+            external_id: None,
+            name: "c".into(),
+            email: None,
+            metadata: None,
+            subscriptions: vec![subscription(
+                "sub",
+                "2026-01-01T10:00:00Z",
+                SubscriptionStatus::Active,
+                &[("p", 1)],
+            )],
+            external_accounts: None,
+            created_at: at("2026-01-01T10:00:00Z"),
+            accounts: Vec::new(),
+        };
+        customer.subscriptions[0].started_at = at("2026-01-01T10:00:00.734Z");
+        assert_eq!(customer.products_active_at(at("2026-01-01T10:00:00Z")).len(), 1);
+        assert_eq!(customer.products_active_at(at("2026-01-01T10:00:00.2Z")).len(), 1);
+        assert!(customer.products_active_at(at("2026-01-01T09:59:59.999Z")).is_empty());
     }
 }
