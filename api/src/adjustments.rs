@@ -12,7 +12,6 @@ use crate::auth::sha256_hex;
 use crate::docs::load;
 use crate::error::ApiError;
 use crate::extract::Body;
-use crate::wallet::transaction_key;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -131,7 +130,7 @@ async fn post_once(
     input: LedgerInput,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
     let store = state.store.as_ref();
-    let key = transaction_key(customer_id, transaction_id);
+    let key = Transaction::key(customer_id, transaction_id);
     if let Some(posted) = get_doc::<Transaction>(store, Table::Transactions, &key).await? {
         return replay(&posted.value, body_hash).map(|r| (StatusCode::CREATED, Json(r)));
     }

@@ -57,17 +57,6 @@ async fn load_wallet(store: &dyn Store, customer_id: &str) -> Result<Wallet, Api
     Ok(Wallet { provisioned, ledger })
 }
 
-/// An account named only by its id `{name}:{ASSET}` (asset codes hold no `:`).
-fn account_from_id(id: &str) -> WalletAccount {
-    let (name, asset) = id.rsplit_once(':').unwrap_or((id, ""));
-    WalletAccount {
-        id: id.to_string(),
-        name: name.to_string(),
-        asset: asset.to_string(),
-        available: Decimal::ZERO,
-    }
-}
-
 /// The provisioned accounts united with those the ledger knows, sorted by id, each with its
 /// `available` balance at `now` (zero while the ledger has nothing for it).
 pub fn wallet_accounts(
@@ -78,7 +67,7 @@ pub fn wallet_accounts(
     let mut accounts: BTreeMap<String, WalletAccount> =
         provisioned.iter().map(|a| (a.id.clone(), a.clone())).collect();
     for id in ledger.iter().flat_map(|l| l.accounts.keys()) {
-        accounts.entry(id.clone()).or_insert_with(|| account_from_id(id));
+        accounts.entry(id.clone()).or_insert_with(|| WalletAccount::from_id(id));
     }
     accounts
         .into_values()
@@ -127,16 +116,11 @@ pub async fn get_credit_grants(
     Ok(Json(paginate(grants::list(account, &filter, now), page, |g| g)))
 }
 
-/// Key of a posted transaction in `Table::Transactions`.
-pub fn transaction_key(customer_id: &str, transaction_id: &str) -> String {
-    format!("{customer_id}/{transaction_id}")
-}
-
 pub async fn get_transaction(
     State(state): State<AppState>,
     Path((id, transaction_id)): Path<(String, String)>,
 ) -> Result<Json<GetTransactionResponse>, ApiError> {
-    let key = transaction_key(&id, &transaction_id);
+    let key = Transaction::key(&id, &transaction_id);
     let transaction =
         get_doc::<Transaction>(state.store.as_ref(), Table::Transactions, &key).await?.ok_or_else(|| {
             ApiError::NotFound(format!("customer `{id}` has no transaction `{transaction_id}`"))

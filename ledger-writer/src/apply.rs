@@ -21,6 +21,7 @@ use chrono::Months;
 use rater::{PeriodKey, Rating, RatingContext, Subscribed};
 use schemas::catalog::{Asset, Product};
 use schemas::currency::is_iso_currency;
+use schemas::customer::WalletAccount;
 use schemas::ledger::{
     AdjustmentCommand, ChargeCommand, LedgerInput, PostingLine, RatedEvent, RatedUsage, StoredEvent,
     Transaction, TransactionType,
@@ -31,11 +32,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// The currency revenue is reported in (`semantics.md` §7).
 pub const REPORT_CURRENCY: &str = "USD";
-
-/// The store key of a customer's transaction (`Table::Transactions`).
-pub fn transaction_key(customer_id: &str, transaction_id: &str) -> String {
-    format!("{customer_id}/{transaction_id}")
-}
 
 /// What applying an input needs to know beyond the customer's state. The writer answers from
 /// what it fetched from the store for this batch; documents posted earlier in the same batch are
@@ -83,11 +79,12 @@ pub enum Outcome {
 }
 
 /// Applies the input at `offset` to `state` (the state of `input.customer_id()`), collecting the
-/// documents it posts in `out`.
+/// documents it posts in `out`. The input is consumed: its events, fees and texts move into the
+/// posted documents instead of being copied.
 pub fn apply(
     state: &mut LedgerState,
     offset: u64,
-    input: &LedgerInput,
+    input: LedgerInput,
     known: &dyn Known,
     out: &mut Postings,
 ) -> Outcome {
@@ -177,7 +174,12 @@ pub fn posting_line(line: &Line) -> PostingLine {
 
 /// The asset of an account id `{name}:{ASSET}`.
 fn asset_of(account_id: &str) -> &str {
-    account_id.rsplit_once(':').map_or(account_id, |(_, asset)| asset)
+    WalletAccount::split_id(account_id).1
+}
+
+/// The account a wallet command names (`account_name` defaults to `default`).
+fn account_of(name: Option<&str>, asset: &str) -> String {
+    WalletAccount::account_id(name.unwrap_or(WalletAccount::DEFAULT_NAME), asset)
 }
 
 /// `-amount`, without a negative zero.
@@ -206,7 +208,10 @@ impl RatingContext for StateContext<'_> {
     }
 
     fn available(&self, asset: &str) -> Option<Decimal> {
-        self.state.accounts.get(&format!("default:{asset}")).map(|a| a.available(self.now))
+        self.state
+            .accounts
+            .get(&WalletAccount::account_id(WalletAccount::DEFAULT_NAME, asset))
+            .map(|a| a.available(self.now))
     }
 }
 
@@ -227,7 +232,7 @@ impl Step<'_> {
     }
 
     fn transaction_exists(&self, id: &str) -> bool {
-        let key = transaction_key(self.customer(), id);
+        let key = Transaction::key(self.customer(), id);
         self.new.transactions.contains_key(&key)
             || self.out.transactions.contains_key(&key)
             || self.known.transaction_exists(&key)
@@ -244,7 +249,7 @@ impl Step<'_> {
             );
             return;
         }
-        let key = transaction_key(&transaction.customer_id, &transaction.id);
+        let key = Transaction::key(&transaction.customer_id, &transaction.id);
         self.new.transactions.insert(key, transaction);
     }
 
@@ -311,8 +316,8 @@ impl Step<'_> {
         Ok((lines.iter().map(posting_line).collect(), revenue))
     }
 
-    fn usage(&mut self, usage: &RatedUsage) -> Result<(), PostingError> {
-        for rated in &usage.events {
+    fn usage(&mut self, usage: RatedUsage) -> Result<(), PostingError> {
+        for mut rated in usage.events {
             let key = StoredEvent::key(&rated.event.id, &usage.customer_id);
             let first = self
                 .new
@@ -328,7 +333,7 @@ impl Step<'_> {
                 }
                 continue;
             }
-            let (fees, warnings) = self.fees_for(rated)?;
+            let (fees, warnings) = self.fees_for(&mut rated)?;
             let mut posted = Vec::with_capacity(fees.len());
             let mut revenue = Decimal::ZERO;
             for fee in fees {
@@ -336,7 +341,7 @@ impl Step<'_> {
                     tracing::error!(customer = %usage.customer_id, fee = %fee.id, "fee id already taken: fee not posted");
                     continue;
                 }
-                let account_id = format!("default:{}", fee.fee.currency);
+                let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &fee.fee.currency);
                 let (lines, fee_revenue) = self.debit(&account_id, fee.fee.amount)?;
                 revenue = revenue.checked_add(fee_revenue).ok_or(PostingError::Overflow)?;
                 let mut t =
@@ -352,7 +357,7 @@ impl Step<'_> {
                 StoredEvent {
                     customer_id: usage.customer_id.clone(),
                     customer_external_id: usage.customer_external_id.clone(),
-                    event: rated.event.clone(),
+                    event: rated.event,
                     created_at: usage.accepted_at,
                     fees: posted,
                     warnings,
@@ -364,12 +369,15 @@ impl Step<'_> {
         Ok(())
     }
 
-    /// The event's fees and warnings. An event whose rating read customer state is rated again
-    /// here, against the customer's counters and balances, and its counters advance; if a pinned
-    /// product version cannot be found, the rater's fees are posted as they are.
-    fn fees_for(&mut self, rated: &RatedEvent) -> Result<(Vec<EventFee>, Vec<String>), PostingError> {
+    /// The event's fees and warnings (taken out of `rated`). An event whose rating read customer
+    /// state is rated again here, against the customer's counters and balances, and its counters
+    /// advance; if a pinned product version cannot be found, the rater's fees are posted as they
+    /// are.
+    fn fees_for(&mut self, rated: &mut RatedEvent) -> Result<(Vec<EventFee>, Vec<String>), PostingError> {
+        let raters =
+            |rated: &mut RatedEvent| (std::mem::take(&mut rated.fees), std::mem::take(&mut rated.warnings));
         if !rated.needs_state {
-            return Ok((rated.fees.clone(), rated.warnings.clone()));
+            return Ok(raters(rated));
         }
         let known = self.known;
         let mut subscribed = Vec::with_capacity(rated.products.len());
@@ -384,7 +392,7 @@ impl Step<'_> {
                     version = sp.version,
                     "cannot rate again: the pinned product version is unknown; posting the rater's fees"
                 );
-                return Ok((rated.fees.clone(), rated.warnings.clone()));
+                return Ok(raters(rated));
             };
             subscribed.push(Subscribed {
                 product_id: product.id.as_str(),
@@ -413,13 +421,13 @@ impl Step<'_> {
         Ok((fees, rating.warnings))
     }
 
-    fn adjustment(&mut self, cmd: &AdjustmentCommand) -> Result<(), PostingError> {
-        let req = &cmd.request;
+    fn adjustment(&mut self, cmd: AdjustmentCommand) -> Result<(), PostingError> {
+        let req = cmd.request;
         if self.transaction_exists(&req.transaction_id) {
             // A replay: the API compares body hashes and answers replay or 409.
             return Ok(());
         }
-        let account_id = format!("{}:{}", req.account_name.as_deref().unwrap_or("default"), req.asset);
+        let account_id = account_of(req.account_name.as_deref(), &req.asset);
         let now = self.now;
         let lines: Vec<PostingLine> = if req.amount > Decimal::ZERO {
             let effective_at = req.effective_at.unwrap_or(now);
@@ -451,26 +459,26 @@ impl Step<'_> {
         let mut t =
             self.transaction(&req.transaction_id, TransactionType::Adjustment, &account_id, req.amount);
         t.lines = lines;
-        t.body_hash = Some(cmd.body_hash.clone());
-        t.description = req.description.clone();
-        t.metadata = req.metadata.clone();
+        t.body_hash = Some(cmd.body_hash);
+        t.description = req.description;
+        t.metadata = req.metadata;
         self.post(t);
         Ok(())
     }
 
-    fn charge(&mut self, cmd: &ChargeCommand) -> Result<(), PostingError> {
-        let req = &cmd.request;
+    fn charge(&mut self, cmd: ChargeCommand) -> Result<(), PostingError> {
+        let req = cmd.request;
         if self.transaction_exists(&req.transaction_id) {
             return Ok(());
         }
-        let account_id = format!("{}:{}", req.account_name.as_deref().unwrap_or("default"), req.asset);
+        let account_id = account_of(req.account_name.as_deref(), &req.asset);
         let (lines, revenue) = self.debit(&account_id, req.amount)?;
         let mut t =
             self.transaction(&req.transaction_id, TransactionType::Fee, &account_id, negated(req.amount));
         t.lines = lines;
-        t.body_hash = Some(cmd.body_hash.clone());
-        t.description = req.description.clone();
-        t.metadata = req.metadata.clone();
+        t.body_hash = Some(cmd.body_hash);
+        t.description = req.description;
+        t.metadata = req.metadata;
         t.revenue = revenue;
         self.post(t);
         Ok(())
@@ -519,7 +527,7 @@ mod tests {
         let outcomes = inputs
             .iter()
             .enumerate()
-            .map(|(i, input)| apply(&mut state, i as u64, input, known, &mut out))
+            .map(|(i, input)| apply(&mut state, i as u64, input.clone(), known, &mut out))
             .collect();
         (state, out, outcomes)
     }
@@ -529,7 +537,7 @@ mod tests {
     }
 
     fn tx<'p>(out: &'p Postings, id: &str) -> &'p Transaction {
-        &out.transactions[&transaction_key(C, id)]
+        &out.transactions[&Transaction::key(C, id)]
     }
 
     fn credit_asset() -> Asset {
@@ -655,9 +663,9 @@ mod tests {
         let mut state = LedgerState::new(C);
         let mut out = Postings::default();
         let input = adj("a", "5", AdjustmentReason::Gift, "2026-11-01T00:00:00Z");
-        assert_eq!(apply(&mut state, 7, &input, &known, &mut out), Outcome::Applied);
+        assert_eq!(apply(&mut state, 7, input.clone(), &known, &mut out), Outcome::Applied);
         let before = (state.clone(), out.clone());
-        assert_eq!(apply(&mut state, 3, &input, &known, &mut out), Outcome::AlreadyApplied);
+        assert_eq!(apply(&mut state, 3, input, &known, &mut out), Outcome::AlreadyApplied);
         assert_eq!((state.clone(), out.clone()), before);
         assert_eq!(state.applied_offset, 8);
     }
@@ -720,7 +728,7 @@ mod tests {
     #[test]
     fn an_adjustment_replayed_in_the_same_batch_or_already_stored_posts_nothing() {
         let mut known = Mem::default();
-        known.transactions.insert(transaction_key(C, "stored"));
+        known.transactions.insert(Transaction::key(C, "stored"));
         let (state, out, outcomes) = run(
             &known,
             &[

@@ -13,13 +13,13 @@
 //!   skipped: the partition never stalls on bad input.
 //! - Waiters are released ([`Posted::publish`]) only after the commit that covers their offset.
 
-use crate::apply::{self, transaction_key, Known, Postings};
+use crate::apply::{self, Known, Postings};
 use crate::client::Posted;
 use crate::state::{LedgerState, PartitionProgress};
 use eventlog::{partition_for, LogError, Record, SharedLog, Topic};
 use schemas::catalog::{Asset, Product};
 use schemas::currency::is_iso_currency;
-use schemas::ledger::{LedgerInput, StoredEvent};
+use schemas::ledger::{LedgerInput, StoredEvent, Transaction};
 use schemas::usage::UsageEvent;
 use schemas::Decimal;
 use std::collections::hash_map::Entry;
@@ -271,7 +271,8 @@ impl Writer {
                     continue;
                 }
             };
-            let customer = input.customer_id();
+            let customer = input.customer_id().to_string();
+            let customer = customer.as_str();
             if partition_for(customer.as_bytes(), self.log.partition_count()) != self.partition {
                 tracing::error!(
                     partition = self.partition,
@@ -288,7 +289,7 @@ impl Writer {
             self.prefetch(&input, &out, &mut fetched).await.map_err(Failure::Retry)?;
             let lookup = Lookup { fetched: &fetched, taken: &self.taken, products: &self.products };
             if let Some(state) = self.customers.get_mut(customer) {
-                apply::apply(state, record.offset, &input, &lookup, &mut out);
+                apply::apply(state, record.offset, input, &lookup, &mut out);
             }
         }
         let next = PartitionProgress { next_offset: last.offset + 1, epoch: self.progress.epoch };
@@ -482,7 +483,7 @@ async fn fetch_transaction(
     transaction_id: &str,
     fetched: &mut Fetched,
 ) -> Result<(), StoreError> {
-    let key = transaction_key(customer_id, transaction_id);
+    let key = Transaction::key(customer_id, transaction_id);
     if let Entry::Vacant(slot) = fetched.transactions.entry(key) {
         let exists = store.get(Table::Transactions, slot.key()).await?.is_some();
         slot.insert(exists);

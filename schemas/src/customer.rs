@@ -130,6 +130,17 @@ impl WalletAccount {
     pub fn account_id(name: &str, asset: &str) -> String {
         format!("{name}:{asset}")
     }
+
+    /// `(name, asset)` of an account id `{name}:{ASSET}` (asset codes hold no `:`).
+    pub fn split_id(id: &str) -> (&str, &str) {
+        id.rsplit_once(':').unwrap_or((id, ""))
+    }
+
+    /// The account an id names, at zero.
+    pub fn from_id(id: &str) -> Self {
+        let (name, asset) = Self::split_id(id);
+        Self::new(name, asset)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

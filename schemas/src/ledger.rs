@@ -259,6 +259,11 @@ pub struct Transaction {
 }
 
 impl Transaction {
+    /// The store key of a customer's transaction (`Table::Transactions`).
+    pub fn key(customer_id: &str, transaction_id: &str) -> String {
+        format!("{customer_id}/{transaction_id}")
+    }
+
     /// `GET /customers/{id}/wallet/transactions/{id}`; the posting lines stay internal.
     pub fn view(&self) -> GetTransactionResponse {
         GetTransactionResponse {
