@@ -80,13 +80,10 @@ pub fn rate_usage(raw: RawUsage, customer: &Customer, products: &Products) -> Ra
             rate(&event, &subscribed, &probe, &mut rating);
             let fees = rating.fees.iter().map(|fee| fee.to_event_fee(&event)).collect();
             warnings.append(&mut rating.warnings);
-            RatedEvent {
-                products: pinned.into_iter().cloned().collect(),
-                fees,
-                warnings,
-                needs_state: probe.was_asked(),
-                event,
-            }
+            let needs_state = probe.was_asked();
+            // Only the writer's second rating reads the pinned list: other events travel without it.
+            let products = if needs_state { pinned.into_iter().cloned().collect() } else { Vec::new() };
+            RatedEvent { products, fees, warnings, needs_state, event }
         })
         .collect();
     RatedUsage {
@@ -178,7 +175,7 @@ mod tests {
         assert!(event.fees.is_empty());
         assert_eq!(event.warnings.len(), 2, "{:?}", event.warnings);
         assert!(event.warnings[0].contains("`prod_1` version 7 was not found"));
-        assert_eq!(event.products.len(), 2, "the pinned list is kept for the writer");
+        assert!(event.products.is_empty(), "nothing to rate again: the writer needs no pinned list");
     }
 
     #[test]

@@ -69,7 +69,8 @@ pub struct RatedUsage {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RatedEvent {
     pub event: UsageEvent,
-    /// The product versions the customer was actively subscribed to at `occurred_at`.
+    /// The product versions the customer was actively subscribed to at `occurred_at`; sent only
+    /// with `needs_state` (the writer rates those again against them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub products: Vec<SubscribedProduct>,
     /// Fees as rated without customer state.
