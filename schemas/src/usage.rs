@@ -10,7 +10,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A value of an event's `data`: a string, a boolean or an exact number.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DataValue {
     Str(String),
     Bool(bool),
@@ -83,7 +83,7 @@ impl<'de> Deserialize<'de> for DataValue {
 }
 
 /// A cost a vendor charged for producing the event (`semantics.md` §7).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct CostData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
@@ -113,7 +113,7 @@ pub struct CostData {
 }
 
 /// One usage event as sent by a platform.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UsageEvent {
     pub id: String,
     pub event_type: String,
