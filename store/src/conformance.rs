@@ -45,6 +45,24 @@ pub async fn put_then_get_counts_revisions<H: Harness>() {
     assert!(s.get(Table::Products, "A").await.unwrap().is_none());
 }
 
+pub async fn get_many_answers_in_key_order_with_gaps<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    s.write(vec![put(Table::Events, "b", 2), put(Table::Events, "a", 1), put(Table::Events, "a", 3)])
+        .await
+        .unwrap();
+    s.write(vec![put(Table::Transactions, "c", 9)]).await.unwrap();
+    let keys: Vec<String> = ["b", "c", "a", "b"].iter().map(|k| k.to_string()).collect();
+    let got = s.get_many(Table::Events, &keys).await.unwrap();
+    let seen: Vec<Option<(String, u64)>> = got.into_iter().map(|r| r.map(|r| (r.key, r.revision))).collect();
+    assert_eq!(
+        seen,
+        vec![Some(("b".into(), 1)), None, Some(("a".into(), 2)), Some(("b".into(), 1))],
+        "answers follow the keys, absent keys (and other tables' keys) are None"
+    );
+    assert!(s.get_many(Table::Events, &[]).await.unwrap().is_empty());
+}
+
 pub async fn preconditions_are_enforced<H: Harness>() {
     let h = H::new();
     let s = h.open();
@@ -169,6 +187,7 @@ macro_rules! store_conformance_tests {
     ($harness:ty) => {
         $crate::store_conformance_tests!(@tests $harness;
             put_then_get_counts_revisions,
+            get_many_answers_in_key_order_with_gaps,
             preconditions_are_enforced,
             a_batch_is_all_or_nothing,
             unique_keys_are_claimed_and_released,

@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 const UNIQUE: TableDefinition<&str, &str> = TableDefinition::new("unique");
 const FILE_NAME: &str = "store.redb";
+/// redb's in-process page cache (its default is 1 GiB). The OS page cache holds the file too, so
+/// a smaller cache costs little speed and bounds the server's resident memory.
+const CACHE_BYTES: usize = 256 << 20;
 const SEP: char = '\x1f';
 const END: char = '\x1e';
 
@@ -41,7 +44,10 @@ impl EmbeddedStore {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|e| backend(format!("create {}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db = Database::create(&path).map_err(|e| backend(format!("open {}: {e}", path.display())))?;
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| backend(format!("open {}: {e}", path.display())))?;
         let txn = db.begin_write().map_err(backend)?;
         for table in Table::ALL {
             txn.open_table(definition(table)).map_err(backend)?;
@@ -107,6 +113,18 @@ fn decode(table: Table, key: &str, bytes: &[u8]) -> Result<Envelope, StoreError>
     Ok(Envelope { revision, unique, doc: bytes[12 + len..].to_vec() })
 }
 
+/// The revision and unique keys of a stored value, without copying its document when it has no
+/// unique keys (most records): what a write needs to know about the record it replaces.
+fn decode_meta(table: Table, key: &str, bytes: &[u8]) -> Result<(u64, Vec<(String, String)>), StoreError> {
+    if let (Some(revision), Some([0, 0, 0, 0])) = (bytes.get(0..8), bytes.get(8..12)) {
+        let mut le = [0; 8];
+        le.copy_from_slice(revision);
+        return Ok((u64::from_le_bytes(le), Vec::new()));
+    }
+    let env = decode(table, key, bytes)?;
+    Ok((env.revision, env.unique))
+}
+
 fn unique_slot(table: Table, index: &str, value: &str) -> String {
     format!("{}{SEP}{index}{SEP}{value}", table.name())
 }
@@ -137,14 +155,34 @@ fn take_previous(
     expect: Expect,
 ) -> Result<Option<u64>, StoreError> {
     let old = match records.get(key).map_err(backend)? {
-        Some(v) => Some(decode(table, key, v.value())?),
+        Some(v) => Some(decode_meta(table, key, v.value())?),
         None => None,
     };
-    check(table, key, expect, old.as_ref().map(|e| e.revision))?;
-    for (index, value) in old.iter().flat_map(|e| e.unique.iter()) {
+    check(table, key, expect, old.as_ref().map(|(revision, _)| *revision))?;
+    for (index, value) in old.iter().flat_map(|(_, unique)| unique.iter()) {
         unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
     }
-    Ok(old.map(|e| e.revision))
+    Ok(old.map(|(revision, _)| revision))
+}
+
+/// The tables of one write transaction, each opened once (opening a table walks the table tree).
+struct OpenTables<'txn> {
+    txn: &'txn redb::WriteTransaction,
+    open: Vec<Option<Records<'txn>>>,
+}
+
+impl<'txn> OpenTables<'txn> {
+    fn new(txn: &'txn redb::WriteTransaction) -> Self {
+        Self { txn, open: Table::ALL.iter().map(|_| None).collect() }
+    }
+
+    fn get(&mut self, table: Table) -> Result<&mut Records<'txn>, StoreError> {
+        let slot = &mut self.open[table.index()];
+        if slot.is_none() {
+            *slot = Some(self.txn.open_table(definition(table)).map_err(backend)?);
+        }
+        slot.as_mut().ok_or_else(|| backend("table not open"))
+    }
 }
 
 /// Applies one batch inside one write transaction; any error drops the transaction uncommitted.
@@ -152,11 +190,12 @@ fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
     {
         let mut unique = txn.open_table(UNIQUE).map_err(backend)?;
+        let mut tables = OpenTables::new(&txn);
         for op in batch {
             match op {
                 Op::Put { table, key, doc, expect, unique: claims } => {
-                    let mut t = txn.open_table(definition(table)).map_err(backend)?;
-                    let previous = take_previous(&t, &mut unique, table, &key, expect)?;
+                    let t = tables.get(table)?;
+                    let previous = take_previous(t, &mut unique, table, &key, expect)?;
                     for claim in &claims {
                         let slot = unique_slot(table, claim.index, &claim.value);
                         let owner =
@@ -174,8 +213,8 @@ fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
                     t.insert(key.as_str(), encode(revision, &claims, &doc).as_slice()).map_err(backend)?;
                 }
                 Op::Delete { table, key, expect } => {
-                    let mut t = txn.open_table(definition(table)).map_err(backend)?;
-                    take_previous(&t, &mut unique, table, &key, expect)?;
+                    let t = tables.get(table)?;
+                    take_previous(t, &mut unique, table, &key, expect)?;
                     t.remove(key.as_str()).map_err(backend)?;
                 }
             }
@@ -192,6 +231,23 @@ impl Store for EmbeddedStore {
         let Some(value) = t.get(key).map_err(backend)? else { return Ok(None) };
         let env = decode(table, key, value.value())?;
         Ok(Some(Record { key: key.to_string(), revision: env.revision, doc: env.doc }))
+    }
+
+    async fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(definition(table)).map_err(backend)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let record = match t.get(key.as_str()).map_err(backend)? {
+                Some(value) => {
+                    let env = decode(table, key, value.value())?;
+                    Some(Record { key: key.clone(), revision: env.revision, doc: env.doc })
+                }
+                None => None,
+            };
+            out.push(record);
+        }
+        Ok(out)
     }
 
     async fn list(&self, table: Table, prefix: &str, range: ListRange) -> Result<Listing, StoreError> {
@@ -254,6 +310,26 @@ mod tests {
     }
 
     crate::store_conformance_tests!(Embedded);
+
+    #[test]
+    fn table_indexes_follow_all() {
+        for (i, table) in Table::ALL.iter().enumerate() {
+            assert_eq!(table.index(), i, "{table}");
+        }
+    }
+
+    #[test]
+    fn meta_is_read_from_the_header_or_the_unique_keys() {
+        let plain = encode(3, &[], b"{}");
+        assert_eq!(decode_meta(Table::Events, "k", &plain).unwrap(), (3, vec![]));
+        let keys = [UniqueKey { index: "external_id", value: "x".into() }];
+        let claimed = encode(4, &keys, b"{}");
+        assert_eq!(
+            decode_meta(Table::Customers, "k", &claimed).unwrap(),
+            (4, vec![("external_id".to_string(), "x".to_string())])
+        );
+        assert!(decode_meta(Table::Events, "k", b"short").is_err());
+    }
 
     #[test]
     fn envelope_round_trips() {

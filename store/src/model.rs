@@ -47,6 +47,11 @@ impl Table {
         Table::Offsets,
     ];
 
+    /// The table's position in [`Table::ALL`].
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Table::Meta => "meta",
