@@ -22,7 +22,6 @@ use schemas::currency::is_iso_currency;
 use schemas::ledger::{LedgerInput, StoredEvent, Transaction};
 use schemas::usage::UsageEvent;
 use schemas::Decimal;
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,11 +42,27 @@ const MAX_CACHED_CUSTOMERS: usize = 100_000;
 pub struct WriterOptions {
     /// The most `ledger.input` records applied and committed as one batch.
     pub max_batch_records: usize,
+    /// About how many usage events a batch should carry: the records read next are sized from
+    /// the events per record seen last, so 100-event requests make batches of a few dozen
+    /// records (small enough to overlap applying one with committing the previous) and
+    /// single-event requests batches of thousands.
+    pub target_batch_events: usize,
 }
 
 impl Default for WriterOptions {
     fn default() -> Self {
-        Self { max_batch_records: 2048 }
+        Self { max_batch_records: 2048, target_batch_events: 8192 }
+    }
+}
+
+impl WriterOptions {
+    /// The records to read next, given the events per record of the last batch.
+    fn records_to_read(&self, events_per_record: f64) -> usize {
+        let max = self.max_batch_records.max(1);
+        if events_per_record <= 1.0 {
+            return max;
+        }
+        ((self.target_batch_events as f64 / events_per_record) as usize).clamp(1, max)
     }
 }
 
@@ -62,8 +77,12 @@ pub enum WriterError {
     Store(#[from] StoreError),
 }
 
-/// Runs the writer of one partition until `shutdown` becomes true (then returns Ok after finishing
-/// the batch in hand) or it is fenced.
+/// Runs the writer of one partition until `shutdown` becomes true (then returns Ok after the
+/// commit in flight is settled) or it is fenced.
+///
+/// Pipelined: while batch N is being committed (on the store's blocking thread), batch N+1 is
+/// read, applied in memory and encoded; N+1 is submitted only once N is durable, and is thrown
+/// away (with the whole customer cache) if N fails.
 pub async fn run_partition(
     store: SharedStore,
     log: SharedLog,
@@ -73,24 +92,50 @@ pub async fn run_partition(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WriterError> {
     let mut writer = Writer::start(store, Arc::clone(&log), partition, posted).await?;
-    let max_records = options.max_batch_records.max(1);
+    let mut events_per_record = 1.0;
     let mut backoff = FIRST_BACKOFF;
+    let mut in_flight: Option<InFlight> = None;
+    let mut next_read = writer.progress.next_offset;
     loop {
         if *shutdown.borrow() {
+            if let Some(commit) = in_flight.take() {
+                writer.settle(commit).await.map_err(|failure| failure.into_error(partition))?;
+            }
             return Ok(());
         }
-        let from = writer.progress.next_offset;
-        let records = log.read(Topic::LedgerInput, partition, from, max_records).await?;
-        if records.is_empty() {
-            tokio::select! {
-                waited = log.wait_for(Topic::LedgerInput, partition, from, IDLE_WAIT) => { waited?; }
-                () = until_shutdown(&mut shutdown) => {}
+        let max_records = options.records_to_read(events_per_record);
+        let records = log.read(Topic::LedgerInput, partition, next_read, max_records).await?;
+        let prepared =
+            if records.is_empty() { None } else { Some(writer.prepare(&records, in_flight.is_some()).await) };
+        let settled = match in_flight.take() {
+            Some(commit) => writer.settle(commit).await,
+            None => Ok(()),
+        };
+        let outcome = match (settled, prepared) {
+            (Err(failure), _) | (Ok(()), Some(Err(failure))) => Err(failure),
+            (Ok(()), Some(Ok(batch))) => {
+                events_per_record = batch.out.usage_accepted_at.len() as f64 / batch.records.max(1) as f64;
+                next_read = batch.next.next_offset;
+                in_flight = Some(writer.submit(batch));
+                Ok(())
             }
+            (Ok(()), None) => {
+                tokio::select! {
+                    waited = log.wait_for(Topic::LedgerInput, partition, next_read, IDLE_WAIT) => { waited?; }
+                    () = until_shutdown(&mut shutdown) => {}
+                }
+                Ok(())
+            }
+        };
+        let Err(failure) = outcome else {
+            backoff = FIRST_BACKOFF;
             continue;
-        }
-        match writer.process(&records).await {
-            Ok(()) => backoff = FIRST_BACKOFF,
-            Err(Failure::Fenced) => {
+        };
+        // Nothing is in flight here: start again from the last commit.
+        writer.forget();
+        next_read = writer.progress.next_offset;
+        match failure {
+            Failure::Fenced => {
                 tracing::warn!(
                     partition,
                     epoch = writer.progress.epoch,
@@ -98,9 +143,8 @@ pub async fn run_partition(
                 );
                 return Err(WriterError::Fenced { partition });
             }
-            Err(Failure::Again) => writer.forget(),
-            Err(Failure::Retry(error)) => {
-                writer.forget();
+            Failure::Again => {}
+            Failure::Retry(error) => {
                 tracing::warn!(partition, %error, ?backoff, "batch not committed; retrying from the last commit");
                 if !*shutdown.borrow() {
                     tokio::select! {
@@ -157,11 +201,39 @@ enum Failure {
     Retry(StoreError),
 }
 
+impl Failure {
+    fn into_error(self, partition: u32) -> WriterError {
+        match self {
+            Failure::Fenced => WriterError::Fenced { partition },
+            Failure::Again => WriterError::Store(StoreError::Backend(
+                "the last commit must be applied again; stopping before it".to_string(),
+            )),
+            Failure::Retry(error) => error.into(),
+        }
+    }
+}
+
+/// A batch applied in memory and encoded, ready to commit.
+struct Prepared {
+    ops: Vec<Op>,
+    next: PartitionProgress,
+    records: usize,
+    out: Postings,
+}
+
+/// A batch whose commit was submitted to the store and not yet settled.
+struct InFlight {
+    commit: tokio::task::JoinHandle<Result<(), StoreError>>,
+    next: PartitionProgress,
+    records: usize,
+    out: Postings,
+}
+
 /// What the writer read from the store for the batch in hand.
 #[derive(Default)]
 struct Fetched {
-    /// Events by `StoredEvent::key`: `None` when not posted.
-    events: HashMap<String, Option<UsageEvent>>,
+    /// Posted events of the batch by `StoredEvent::key` (an absent key was not posted).
+    events: HashMap<String, UsageEvent>,
     /// Transaction keys looked up, and whether they exist.
     transactions: HashMap<String, bool>,
     /// Custom assets by code: `None` when unknown. Read once per batch, as rates can be added.
@@ -179,7 +251,10 @@ struct Lookup<'a> {
 
 impl Known for Lookup<'_> {
     fn posted_event(&self, key: &str) -> Option<&UsageEvent> {
-        self.fetched.events.get(key).and_then(Option::as_ref)
+        if self.fetched.events.is_empty() {
+            return None;
+        }
+        self.fetched.events.get(key)
     }
 
     fn transaction_exists(&self, key: &str) -> bool {
@@ -203,6 +278,8 @@ struct Writer {
     /// The last committed progress, and the store revision of its record.
     progress: PartitionProgress,
     revision: u64,
+    /// The revision the progress record will have once the commit in flight lands.
+    next_revision: u64,
     /// Customer state as committed (plus the batch in hand while it is applied).
     customers: HashMap<String, LedgerState>,
     /// Product documents by id; published versions are immutable, so they never go stale.
@@ -247,6 +324,7 @@ impl Writer {
             posted,
             progress,
             revision,
+            next_revision: revision,
             customers: HashMap::new(),
             products: HashMap::new(),
             taken: HashSet::new(),
@@ -258,11 +336,36 @@ impl Writer {
         self.customers.clear();
     }
 
-    /// Applies `records` and commits them in one write.
-    async fn process(&mut self, records: &[Record]) -> Result<(), Failure> {
-        let Some(last) = records.last() else { return Ok(()) };
+    /// Applies `records` to the in-memory state and encodes the batch's one atomic write.
+    /// `behind_commit`: a commit is in flight, so the progress record will be one revision on.
+    async fn prepare(&mut self, records: &[Record], behind_commit: bool) -> Result<Prepared, Failure> {
+        let inputs = self.decode(records);
+        self.load_customers(&inputs).await.map_err(Failure::Retry)?;
+        let inputs: Vec<(u64, LedgerInput)> = inputs
+            .into_iter()
+            .filter(|(offset, input)| {
+                self.customers.get(input.customer_id()).is_some_and(|s| *offset >= s.applied_offset)
+            })
+            .collect();
+        let fetched = self.prefetch(&inputs).await.map_err(Failure::Retry)?;
         let mut out = Postings::default();
-        let mut fetched = Fetched::default();
+        for (offset, input) in inputs {
+            let customer = input.customer_id().to_string();
+            let lookup = Lookup { fetched: &fetched, taken: &self.taken, products: &self.products };
+            if let Some(state) = self.customers.get_mut(&customer) {
+                apply::apply(state, offset, input, &lookup, &mut out);
+            }
+        }
+        let last = records.last().map_or(self.progress.next_offset, |r| r.offset + 1);
+        let next = PartitionProgress { next_offset: last, epoch: self.progress.epoch };
+        self.next_revision = self.revision + u64::from(behind_commit);
+        let ops = self.batch(next, &out).map_err(Failure::Retry)?;
+        Ok(Prepared { ops, next, records: records.len(), out })
+    }
+
+    /// The records of this partition's customers, decoded; anything else is logged and skipped.
+    fn decode(&self, records: &[Record]) -> Vec<(u64, LedgerInput)> {
+        let mut inputs = Vec::with_capacity(records.len());
         for record in records {
             let input: LedgerInput = match serde_json::from_slice(&record.value) {
                 Ok(input) => input,
@@ -271,8 +374,7 @@ impl Writer {
                     continue;
                 }
             };
-            let customer = input.customer_id().to_string();
-            let customer = customer.as_str();
+            let customer = input.customer_id();
             if partition_for(customer.as_bytes(), self.log.partition_count()) != self.partition {
                 tracing::error!(
                     partition = self.partition,
@@ -282,92 +384,142 @@ impl Writer {
                 );
                 continue;
             }
-            self.load_customer(customer).await.map_err(Failure::Retry)?;
-            if self.customers.get(customer).is_some_and(|s| record.offset < s.applied_offset) {
-                continue;
-            }
-            self.prefetch(&input, &out, &mut fetched).await.map_err(Failure::Retry)?;
-            let lookup = Lookup { fetched: &fetched, taken: &self.taken, products: &self.products };
-            if let Some(state) = self.customers.get_mut(customer) {
-                apply::apply(state, record.offset, input, &lookup, &mut out);
-            }
+            inputs.push((record.offset, input));
         }
-        let next = PartitionProgress { next_offset: last.offset + 1, epoch: self.progress.epoch };
-        self.commit(next, &out).await?;
-        METRICS.writer_batch_size.observe(records.len() as f64);
-        record_metrics(&out);
+        inputs
+    }
+
+    /// Starts the commit of a prepared batch. Customers it does not touch leave the cache when
+    /// the cache is full: they are reloaded from the store, which has everything but this batch.
+    fn submit(&mut self, batch: Prepared) -> InFlight {
+        let store = Arc::clone(&self.store);
+        let commit = tokio::spawn(async move { store.write(batch.ops).await });
         if self.customers.len() > MAX_CACHED_CUSTOMERS {
-            self.customers.clear();
+            self.customers.retain(|id, _| batch.out.customers.contains(id));
         }
+        InFlight { commit, next: batch.next, records: batch.records, out: batch.out }
+    }
+
+    /// Waits for a submitted commit; on success the batch is durable and its waiters released.
+    async fn settle(&mut self, batch: InFlight) -> Result<(), Failure> {
+        let started = Instant::now();
+        let result =
+            batch.commit.await.unwrap_or_else(|e| Err(StoreError::Backend(format!("commit task: {e}"))));
+        let progress_key = PartitionProgress::key(self.partition);
+        match result {
+            Ok(()) => {}
+            Err(StoreError::Conflict { table: Table::Offsets, key, .. }) if key == progress_key => {
+                return Err(self.progress_conflict(&progress_key).await);
+            }
+            Err(StoreError::Conflict { table: Table::Transactions, key, .. })
+                if !self.taken.contains(&key) =>
+            {
+                tracing::error!(
+                    partition = self.partition,
+                    key,
+                    "transaction key already taken; applying the batch again"
+                );
+                self.taken.insert(key);
+                return Err(Failure::Again);
+            }
+            Err(error) => return Err(Failure::Retry(error)),
+        }
+        METRICS.writer_commit_seconds.observe_duration(started.elapsed());
+        self.revision += 1;
+        self.progress = batch.next;
+        self.posted.publish(self.partition, batch.next.next_offset);
+        METRICS.writer_batch_size.observe(batch.records as f64);
+        record_metrics(&batch.out);
         Ok(())
     }
 
-    async fn load_customer(&mut self, customer: &str) -> Result<(), StoreError> {
-        if self.customers.contains_key(customer) {
+    /// Loads the ledger state of every customer of `inputs` that is not cached, in one read.
+    async fn load_customers(&mut self, inputs: &[(u64, LedgerInput)]) -> Result<(), StoreError> {
+        let mut missing: Vec<String> = inputs
+            .iter()
+            .map(|(_, input)| input.customer_id())
+            .filter(|id| !self.customers.contains_key(*id))
+            .map(str::to_string)
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if missing.is_empty() {
             return Ok(());
         }
-        let stored = get_doc::<LedgerState>(self.store.as_ref(), Table::Ledger, customer).await?;
-        let mut state = stored.map_or_else(|| LedgerState::new(customer), |doc| doc.value);
-        state.customer_id = customer.to_string();
-        self.customers.insert(customer.to_string(), state);
+        let records = self.store.get_many(Table::Ledger, &missing).await?;
+        for (customer, record) in missing.into_iter().zip(records) {
+            let mut state = match record {
+                Some(record) => store::typed::decode::<LedgerState>(Table::Ledger, record)?.value,
+                None => LedgerState::new(&customer),
+            };
+            state.customer_id.clone_from(&customer);
+            self.customers.insert(customer, state);
+        }
         Ok(())
     }
 
-    /// Reads what applying `input` will ask [`Known`] and is not yet in `fetched`.
-    async fn prefetch(
-        &mut self,
-        input: &LedgerInput,
-        out: &Postings,
-        fetched: &mut Fetched,
-    ) -> Result<(), StoreError> {
+    /// Reads what applying `inputs` will ask [`Known`]: the batch's events and transaction ids
+    /// in one read each, then the rare custom assets and product versions.
+    async fn prefetch(&mut self, inputs: &[(u64, LedgerInput)]) -> Result<Fetched, StoreError> {
         let store = Arc::clone(&self.store);
         let store = store.as_ref();
-        match input {
-            LedgerInput::Usage(usage) => {
-                for rated in &usage.events {
-                    let key = StoredEvent::key(&rated.event.id, &usage.customer_id);
-                    if !out.events.contains_key(&key) && !fetched.events.contains_key(&key) {
-                        let event = match get_doc::<StoredEvent>(store, Table::Events, &key).await {
-                            Ok(doc) => doc.map(|d| d.value.event),
-                            // It exists: it was posted, whatever its body says.
+        let mut fetched = Fetched::default();
+        let mut event_keys = Vec::new();
+        let mut transaction_keys = Vec::new();
+        for (_, input) in inputs {
+            match input {
+                LedgerInput::Usage(usage) => {
+                    for rated in &usage.events {
+                        event_keys.push(StoredEvent::key(&rated.event.id, &usage.customer_id));
+                        if rated.needs_state {
+                            for product in &rated.products {
+                                self.load_product(store, product.id.as_str(), product.version, &mut fetched)
+                                    .await?;
+                            }
+                        }
+                    }
+                }
+                LedgerInput::Adjustment(cmd) => {
+                    transaction_keys.push(Transaction::key(&cmd.customer_id, &cmd.request.transaction_id));
+                    let asset = &cmd.request.asset;
+                    if cmd.request.amount > Decimal::ZERO
+                        && !is_iso_currency(asset)
+                        && !fetched.assets.contains_key(asset)
+                    {
+                        let doc = match get_doc::<Asset>(store, Table::Assets, asset).await {
+                            Ok(doc) => doc.map(|d| d.value),
                             Err(StoreError::Corrupt { reason, .. }) => {
-                                tracing::error!(key, reason, "stored event unreadable; treated as posted");
-                                Some(rated.event.clone())
+                                tracing::error!(asset, reason, "asset unreadable; its revenue basis is 0");
+                                None
                             }
                             Err(e) => return Err(e),
                         };
-                        fetched.events.insert(key, event);
-                    }
-                    if rated.needs_state {
-                        for product in &rated.products {
-                            self.load_product(store, product.id.as_str(), product.version, fetched).await?;
-                        }
+                        fetched.assets.insert(asset.clone(), doc);
                     }
                 }
-            }
-            LedgerInput::Adjustment(cmd) => {
-                fetch_transaction(store, &cmd.customer_id, &cmd.request.transaction_id, fetched).await?;
-                let asset = &cmd.request.asset;
-                if cmd.request.amount > Decimal::ZERO
-                    && !is_iso_currency(asset)
-                    && !fetched.assets.contains_key(asset)
-                {
-                    let doc = match get_doc::<Asset>(store, Table::Assets, asset).await {
-                        Ok(doc) => doc.map(|d| d.value),
-                        Err(StoreError::Corrupt { reason, .. }) => {
-                            tracing::error!(asset, reason, "asset unreadable; its revenue basis is 0");
-                            None
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    fetched.assets.insert(asset.clone(), doc);
+                LedgerInput::Charge(cmd) => {
+                    transaction_keys.push(Transaction::key(&cmd.customer_id, &cmd.request.transaction_id));
                 }
-            }
-            LedgerInput::Charge(cmd) => {
-                fetch_transaction(store, &cmd.customer_id, &cmd.request.transaction_id, fetched).await?;
             }
         }
-        Ok(())
+        for (key, record) in event_keys.iter().zip(store.get_many(Table::Events, &event_keys).await?) {
+            let Some(record) = record else { continue };
+            match store::typed::decode::<StoredEvent>(Table::Events, record) {
+                Ok(doc) => {
+                    fetched.events.insert(key.clone(), doc.value.event);
+                }
+                // It exists: it was posted, whatever its body says.
+                Err(error) => {
+                    tracing::error!(key, %error, "stored event unreadable; treated as posted");
+                    if let Some(event) = find_event(inputs, key) {
+                        fetched.events.insert(key.clone(), event.clone());
+                    }
+                }
+            }
+        }
+        let exists = store.get_many(Table::Transactions, &transaction_keys).await?;
+        fetched.transactions = transaction_keys.into_iter().zip(exists.iter().map(Option::is_some)).collect();
+        Ok(fetched)
     }
 
     /// Makes sure `id` is cached with `version` if the store has it (a cached product is reloaded
@@ -402,36 +554,6 @@ impl Writer {
         Ok(())
     }
 
-    /// The batch's one atomic write, fenced by the progress record's revision.
-    async fn commit(&mut self, next: PartitionProgress, out: &Postings) -> Result<(), Failure> {
-        let progress_key = PartitionProgress::key(self.partition);
-        let ops = self.batch(&progress_key, next, out).map_err(Failure::Retry)?;
-        let started = Instant::now();
-        match self.store.write(ops).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict { table: Table::Offsets, key, .. }) if key == progress_key => {
-                return Err(self.progress_conflict(&progress_key).await);
-            }
-            Err(StoreError::Conflict { table: Table::Transactions, key, .. })
-                if !self.taken.contains(&key) =>
-            {
-                tracing::error!(
-                    partition = self.partition,
-                    key,
-                    "transaction key already taken; applying the batch again"
-                );
-                self.taken.insert(key);
-                return Err(Failure::Again);
-            }
-            Err(error) => return Err(Failure::Retry(error)),
-        }
-        METRICS.writer_commit_seconds.observe_duration(started.elapsed());
-        self.revision += 1;
-        self.progress = next;
-        self.posted.publish(self.partition, next.next_offset);
-        Ok(())
-    }
-
     /// The progress record changed under us. If its epoch is still ours, a commit of ours that
     /// reported a failure did land: adopt it and apply again from there. Otherwise we are fenced.
     async fn progress_conflict(&mut self, key: &str) -> Failure {
@@ -454,14 +576,10 @@ impl Writer {
 
     /// The write batch: the fence first (so a fenced writer's conflict is reported on it), then
     /// customer ledgers, transactions and events, each in key order.
-    fn batch(
-        &self,
-        progress_key: &str,
-        next: PartitionProgress,
-        out: &Postings,
-    ) -> Result<Vec<Op>, StoreError> {
+    fn batch(&self, next: PartitionProgress, out: &Postings) -> Result<Vec<Op>, StoreError> {
         let mut ops = Vec::with_capacity(1 + out.customers.len() + out.transactions.len() + out.events.len());
-        ops.push(Op::put_doc(Table::Offsets, progress_key, &next)?.expect(Expect::Revision(self.revision)));
+        let progress = Op::put_doc(Table::Offsets, PartitionProgress::key(self.partition), &next)?;
+        ops.push(progress.expect(Expect::Revision(self.next_revision)));
         for customer in &out.customers {
             if let Some(state) = self.customers.get(customer) {
                 ops.push(Op::put_doc(Table::Ledger, customer.as_str(), state)?);
@@ -477,18 +595,16 @@ impl Writer {
     }
 }
 
-async fn fetch_transaction(
-    store: &dyn Store,
-    customer_id: &str,
-    transaction_id: &str,
-    fetched: &mut Fetched,
-) -> Result<(), StoreError> {
-    let key = Transaction::key(customer_id, transaction_id);
-    if let Entry::Vacant(slot) = fetched.transactions.entry(key) {
-        let exists = store.get(Table::Transactions, slot.key()).await?.is_some();
-        slot.insert(exists);
-    }
-    Ok(())
+/// The event a usage input of the batch carries under `key` (`StoredEvent::key`).
+fn find_event<'a>(inputs: &'a [(u64, LedgerInput)], key: &str) -> Option<&'a UsageEvent> {
+    inputs.iter().find_map(|(_, input)| match input {
+        LedgerInput::Usage(usage) => usage
+            .events
+            .iter()
+            .find(|rated| StoredEvent::key(&rated.event.id, &usage.customer_id) == key)
+            .map(|rated| &rated.event),
+        _ => None,
+    })
 }
 
 /// Counts a committed batch's inputs, postings, duplicates and event-to-balance latencies.
@@ -501,5 +617,20 @@ fn record_metrics(out: &Postings) {
     for accepted_at in &out.usage_accepted_at {
         let latency = (wall - *accepted_at).to_std().unwrap_or_default();
         METRICS.event_to_balance_seconds.observe_duration(latency);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriterOptions;
+
+    #[test]
+    fn batches_are_sized_by_the_events_per_record_seen_last() {
+        let options = WriterOptions { max_batch_records: 2048, target_batch_events: 8192 };
+        assert_eq!(options.records_to_read(0.0), 2048, "adjustments and charges: the record cap");
+        assert_eq!(options.records_to_read(1.0), 2048);
+        assert_eq!(options.records_to_read(100.0), 81);
+        assert_eq!(options.records_to_read(1000.0), 8);
+        assert_eq!(options.records_to_read(1e9), 1, "never fewer than one record");
     }
 }

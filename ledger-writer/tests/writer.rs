@@ -397,7 +397,7 @@ async fn invariant_5_determinism_the_same_inputs_produce_byte_identical_ledgers(
     let mut runs = Vec::new();
     // One record per batch, and everything in as few batches as possible: same bytes.
     for max_batch_records in [1, 2048] {
-        let mut p = Pipeline::with_options(WriterOptions { max_batch_records });
+        let mut p = Pipeline::with_options(WriterOptions { max_batch_records, ..WriterOptions::default() });
         p.seed_product(&graduated_product("prod_g")).await;
         for input in mixed_inputs(&a, &b) {
             p.append(&input).await;
