@@ -54,10 +54,10 @@ impl Default for Gauge {
     }
 }
 
-/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s.
-pub const LATENCY_BUCKETS: [f64; 16] = [
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-];
+/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, 1-2-5 steps through the
+/// milliseconds where the latency targets lie (a p99 of "≤ 20 ms" must be readable).
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Upper bounds of the size buckets (records per batch).
 pub const SIZE_BUCKETS: [f64; 16] = [
