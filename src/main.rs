@@ -6,6 +6,9 @@ use drawdown::config::{Config, FileConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "drawdown", version, about = "Real-time usage billing engine (Credyt-compatible API)")]
 struct Cli {

@@ -2,3 +2,4 @@
 //! streams the benches rate, outside the timed loops.
 
 pub mod fixtures;
+pub mod load;
