@@ -63,6 +63,38 @@ pub async fn get_many_answers_in_key_order_with_gaps<H: Harness>() {
     assert!(s.get_many(Table::Events, &[]).await.unwrap().is_empty());
 }
 
+/// Concurrent writes (which a backend may commit together) succeed or fail each on its own.
+pub async fn concurrent_batches_fail_only_themselves<H: Harness>() {
+    let h = H::new();
+    let s = Arc::new(h.open());
+    s.write(vec![put(Table::Events, "taken", 0)]).await.unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let s = Arc::clone(&s);
+            tokio::spawn(async move {
+                let key = if i % 10 == 3 { "taken".to_string() } else { format!("k{i:02}") };
+                let batch = vec![
+                    put(Table::Transactions, &format!("t{i:02}"), i),
+                    put(Table::Events, &key, i).expect(Expect::Absent),
+                ];
+                (i, s.write(batch).await)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (i, result) = task.await.unwrap();
+        let wrote = n_of(s.as_ref(), Table::Transactions, &format!("t{i:02}")).await;
+        if i % 10 == 3 {
+            assert!(matches!(result, Err(StoreError::Conflict { .. })), "batch {i}: {result:?}");
+            assert_eq!(wrote, None, "batch {i} must leave nothing");
+        } else {
+            assert!(result.is_ok(), "batch {i}: {result:?}");
+            assert_eq!(wrote, Some(i));
+        }
+    }
+    assert_eq!(n_of(s.as_ref(), Table::Events, "taken").await, Some(0));
+}
+
 pub async fn preconditions_are_enforced<H: Harness>() {
     let h = H::new();
     let s = h.open();
@@ -188,6 +220,7 @@ macro_rules! store_conformance_tests {
         $crate::store_conformance_tests!(@tests $harness;
             put_then_get_counts_revisions,
             get_many_answers_in_key_order_with_gaps,
+            concurrent_batches_fail_only_themselves,
             preconditions_are_enforced,
             a_batch_is_all_or_nothing,
             unique_keys_are_claimed_and_released,

@@ -4,6 +4,9 @@
 //! (`Durability::Immediate`, the default), and a crash at any moment leaves the last committed
 //! state. That is exactly "a 201 means durable". Why redb: docs/decisions/embedded-store.md.
 //!
+//! redb runs one write transaction at a time, so writes that arrive while one commits are
+//! committed together in the next transaction ([`GroupCommit`]): one fsync for all of them.
+//!
 //! Record layout: `revision (u64 LE) | unique-keys length (u32 LE) | unique keys | JSON document`.
 //! Unique keys live in one extra table, `unique`, keyed `{table}\x1f{index}\x1f{value}` and
 //! holding the owning record's key.
@@ -36,6 +39,7 @@ fn backend(err: impl std::fmt::Display) -> StoreError {
 pub struct EmbeddedStore {
     db: Arc<Database>,
     path: PathBuf,
+    commits: Arc<GroupCommit>,
 }
 
 impl EmbeddedStore {
@@ -54,7 +58,7 @@ impl EmbeddedStore {
         }
         txn.open_table(UNIQUE).map_err(backend)?;
         txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db), path })
+        Ok(Self { db: Arc::new(db), path, commits: Arc::new(GroupCommit::default()) })
     }
 
     pub fn path(&self) -> &Path {
@@ -185,42 +189,146 @@ impl<'txn> OpenTables<'txn> {
     }
 }
 
-/// Applies one batch inside one write transaction; any error drops the transaction uncommitted.
-fn apply(db: &Database, batch: Vec<Op>) -> Result<(), StoreError> {
-    let txn = db.begin_write().map_err(backend)?;
-    {
-        let mut unique = txn.open_table(UNIQUE).map_err(backend)?;
-        let mut tables = OpenTables::new(&txn);
-        for op in batch {
-            match op {
-                Op::Put { table, key, doc, expect, unique: claims } => {
-                    let t = tables.get(table)?;
-                    let previous = take_previous(t, &mut unique, table, &key, expect)?;
-                    for claim in &claims {
-                        let slot = unique_slot(table, claim.index, &claim.value);
-                        let owner =
-                            unique.get(slot.as_str()).map_err(backend)?.map(|o| o.value().to_string());
-                        if owner.is_some_and(|o| o != key) {
-                            return Err(StoreError::UniqueViolation {
-                                table,
-                                index: claim.index,
-                                value: claim.value.clone(),
-                            });
-                        }
-                        unique.insert(slot.as_str(), key.as_str()).map_err(backend)?;
+/// Applies one batch inside `txn`. On error the caller must drop `txn` uncommitted.
+fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreError> {
+    let mut unique = txn.open_table(UNIQUE).map_err(backend)?;
+    let mut tables = OpenTables::new(txn);
+    for op in batch {
+        match op {
+            Op::Put { table, key, doc, expect: Expect::Absent, unique: claims } if claims.is_empty() => {
+                // The common insert (every posted event and fee): one B-tree descent, the
+                // precondition checked on the value the insert replaced (an error drops the
+                // whole transaction, so nothing is overwritten).
+                let t = tables.get(*table)?;
+                let replaced = t.insert(key.as_str(), encode(1, &[], doc).as_slice()).map_err(backend)?;
+                if let Some(old) = replaced {
+                    let (revision, _) = decode_meta(*table, key, old.value())?;
+                    return Err(StoreError::Conflict {
+                        table: *table,
+                        key: key.clone(),
+                        expected: Expect::Absent,
+                        found: Some(revision),
+                    });
+                }
+            }
+            Op::Put { table, key, doc, expect, unique: claims } => {
+                let (table, expect) = (*table, *expect);
+                let t = tables.get(table)?;
+                let previous = take_previous(t, &mut unique, table, key, expect)?;
+                for claim in claims {
+                    let slot = unique_slot(table, claim.index, &claim.value);
+                    let owner = unique.get(slot.as_str()).map_err(backend)?.map(|o| o.value().to_string());
+                    if owner.is_some_and(|o| o != *key) {
+                        return Err(StoreError::UniqueViolation {
+                            table,
+                            index: claim.index,
+                            value: claim.value.clone(),
+                        });
                     }
-                    let revision = previous.map_or(1, |r| r + 1);
-                    t.insert(key.as_str(), encode(revision, &claims, &doc).as_slice()).map_err(backend)?;
+                    unique.insert(slot.as_str(), key.as_str()).map_err(backend)?;
                 }
-                Op::Delete { table, key, expect } => {
-                    let t = tables.get(table)?;
-                    take_previous(t, &mut unique, table, &key, expect)?;
-                    t.remove(key.as_str()).map_err(backend)?;
-                }
+                let revision = previous.map_or(1, |r| r + 1);
+                t.insert(key.as_str(), encode(revision, claims, doc).as_slice()).map_err(backend)?;
+            }
+            Op::Delete { table, key, expect } => {
+                let t = tables.get(*table)?;
+                take_previous(t, &mut unique, *table, key, *expect)?;
+                t.remove(key.as_str()).map_err(backend)?;
             }
         }
     }
+    Ok(())
+}
+
+/// Applies batches in one write transaction and commits it: all of them or none.
+fn commit(db: &Database, batches: &[&[Op]]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(backend)?;
+    for batch in batches {
+        apply_ops(&txn, batch)?;
+    }
     txn.commit().map_err(backend)
+}
+
+/// A write waiting for the next commit, and where its outcome goes.
+struct Pending {
+    ops: Vec<Op>,
+    done: tokio::sync::oneshot::Sender<Result<(), StoreError>>,
+}
+
+/// Group commit: redb runs one write transaction at a time and each commit is an fsync, so
+/// writes that arrive while a commit runs are gathered and committed together, as one
+/// transaction, by the task that ran the previous commit (the "leader"). Applying batches one
+/// after the other in one transaction is exactly their sequential execution, so each batch's
+/// preconditions see the batches before it. If the combined transaction fails (a batch's
+/// precondition, a unique key, the disk), each batch is committed alone instead, so one
+/// conflicting batch fails only itself.
+#[derive(Default)]
+struct GroupCommit {
+    queue: std::sync::Mutex<Queue>,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: Vec<Pending>,
+    /// A leader is committing; it takes whatever is queued when it is done.
+    leading: bool,
+}
+
+impl GroupCommit {
+    /// Queues `ops`; returns true if the caller must start a leader.
+    fn enqueue(&self, pending: Pending) -> bool {
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue.pending.push(pending);
+        !std::mem::replace(&mut queue.leading, true)
+    }
+
+    /// Everything queued, or `None` (and no leader any more) when the queue is empty.
+    fn take(&self) -> Option<Vec<Pending>> {
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queue.pending.is_empty() {
+            queue.leading = false;
+            return None;
+        }
+        Some(std::mem::take(&mut queue.pending))
+    }
+
+    /// Fails every queued write and lets the next write start a leader (a leader that never
+    /// ran, or unwound).
+    fn abandon(&self) {
+        let mut queue = self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue.leading = false;
+        queue.pending.clear();
+    }
+}
+
+/// The task committing queued writes until the queue is empty. Runs on a blocking thread.
+struct Leader {
+    db: Arc<Database>,
+    commits: Arc<GroupCommit>,
+    finished: bool,
+}
+
+impl Leader {
+    fn run(mut self) {
+        while let Some(group) = self.commits.take() {
+            let batches: Vec<&[Op]> = group.iter().map(|p| p.ops.as_slice()).collect();
+            let together = batches.len() > 1 && commit(&self.db, &batches).is_ok();
+            drop(batches);
+            for pending in group {
+                let result = if together { Ok(()) } else { commit(&self.db, &[pending.ops.as_slice()]) };
+                let _ = pending.done.send(result);
+            }
+        }
+        self.finished = true;
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.commits.abandon();
+        }
+    }
 }
 
 #[async_trait]
@@ -284,11 +392,14 @@ impl Store for EmbeddedStore {
     }
 
     async fn write(&self, batch: Vec<Op>) -> Result<(), StoreError> {
-        // A commit waits for fsync: keep it off the async workers.
-        let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || apply(&db, batch))
-            .await
-            .map_err(|e| backend(format!("write task failed: {e}")))?
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        if self.commits.enqueue(Pending { ops: batch, done }) {
+            // A commit waits for fsync: the leader runs off the async workers.
+            let leader =
+                Leader { db: Arc::clone(&self.db), commits: Arc::clone(&self.commits), finished: false };
+            tokio::task::spawn_blocking(move || leader.run());
+        }
+        outcome.await.map_err(|_| backend("the commit task failed"))?
     }
 }
 
