@@ -218,7 +218,7 @@ fn postings(sending: &Sending, after: &Metrics, drain_seconds: Option<f64>) -> P
         per_sec_during_run: per_sec(during_run as f64, sending.seconds),
         drain_seconds,
         total,
-        per_sec_overall: per_sec(total as f64, sending.seconds + drain_seconds.unwrap_or(0.0)),
+        per_sec_overall: drain_seconds.map(|drain| per_sec(total as f64, sending.seconds + drain)),
     }
 }
 

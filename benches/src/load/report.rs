@@ -106,8 +106,8 @@ pub struct Postings {
     pub drain_seconds: Option<f64>,
     /// Posted while sending and draining.
     pub total: u64,
-    /// `total` over sending plus draining.
-    pub per_sec_overall: f64,
+    /// `total` over sending plus draining; `None` when the drain was not timed.
+    pub per_sec_overall: Option<f64>,
 }
 
 /// The server's memory (from `/proc/<pid>/status`).
@@ -277,7 +277,13 @@ impl Report {
         rows.extend([
             ("postings during run".to_string(), format!("{} ({:.0}/s)", p.during_run, p.per_sec_during_run)),
             ("drain after sending".to_string(), drain),
-            ("postings overall".to_string(), format!("{} ({:.0}/s)", p.total, p.per_sec_overall)),
+            (
+                "postings overall".to_string(),
+                match p.per_sec_overall {
+                    Some(rate) => format!("{} ({rate:.0}/s, sending + drain)", p.total),
+                    None => format!("{} (drain not timed)", p.total),
+                },
+            ),
             ("errors by status".to_string(), errors),
         ]);
         for refusal in &self.refusals {
@@ -358,7 +364,7 @@ mod tests {
                 per_sec_during_run: 720.0,
                 drain_seconds: Some(0.25),
                 total: 1905,
-                per_sec_overall: 691.0,
+                per_sec_overall: Some(691.0),
             },
             errors_by_status: BTreeMap::from([("429".to_string(), 5)]),
             refusals: vec!["422 on POST /events: bad".to_string()],
