@@ -13,6 +13,8 @@
 //!   one write and one fsync.
 //! - `partitioner` (private): Kafka's murmur2 partitioner, so a Kafka backend places keys
 //!   identically.
+//! - [`codec`]: the record frame's encoder and checked decoder, public for the benches and tools
+//!   that inspect segment bytes.
 //! - [`conformance`]: the contract as a test suite, generic over the backend; every backend runs
 //!   it (`log_conformance_tests!`).
 
@@ -24,6 +26,12 @@ mod segment;
 
 pub use embedded::{EmbeddedLog, LogStats};
 pub use partitioner::{murmur2, partition_for};
+
+/// The record frame of a segment file (`len | crc | offset | key_len | key | value`, see the
+/// `segment` module): how a record is encoded on disk and decoded back, with no IO.
+pub mod codec {
+    pub use crate::segment::{decode_frame_parts, encode_frame, frame_size};
+}
 
 use async_trait::async_trait;
 use std::fmt;

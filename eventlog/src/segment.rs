@@ -21,14 +21,15 @@ const READ_CHUNK: usize = 64 << 10;
 pub(crate) const INDEX_INTERVAL_BYTES: u64 = 4 << 10;
 
 /// Bytes a record takes on disk, or `None` if it does not fit one frame (`len` is a u32).
-pub(crate) fn frame_size(key: &[u8], value: &[u8]) -> Option<usize> {
+pub fn frame_size(key: &[u8], value: &[u8]) -> Option<usize> {
     let body = BODY_FIXED.checked_add(key.len())?.checked_add(value.len())?;
     u32::try_from(body).ok()?;
     Some(FRAME_HEADER + body)
 }
 
-/// Appends one frame to `out`. The caller has checked [`frame_size`].
-pub(crate) fn encode_frame(out: &mut Vec<u8>, offset: u64, key: &[u8], value: &[u8]) {
+/// Appends one frame to `out`. The caller has checked [`frame_size`]: a record too large for one
+/// frame would be written with a wrong length.
+pub fn encode_frame(out: &mut Vec<u8>, offset: u64, key: &[u8], value: &[u8]) {
     let start = out.len();
     let body_len = (BODY_FIXED + key.len() + value.len()) as u32;
     out.extend_from_slice(&body_len.to_le_bytes());
@@ -79,6 +80,15 @@ fn decode_frame(buf: &[u8]) -> Decoded {
     let mut offset = [0; 8];
     offset.copy_from_slice(&body[..8]);
     Decoded::Frame(FrameSpan { offset: u64::from_le_bytes(offset), key_len, size })
+}
+
+/// The frame at the start of `buf`, checked: its `(offset, key, value)`, or `None` if `buf` does
+/// not start with a complete frame with a matching checksum. The frame takes
+/// `frame_size(key, value)` bytes of `buf`; the next one starts there.
+pub fn decode_frame_parts(buf: &[u8]) -> Option<(u64, &[u8], &[u8])> {
+    let Decoded::Frame(span) = decode_frame(buf) else { return None };
+    let (key, value) = buf[FRAME_HEADER + BODY_FIXED..span.size].split_at(span.key_len);
+    Some((span.offset, key, value))
 }
 
 /// An open segment file. Reads and writes are positional (`read_at`/`write_all_at`), so the
@@ -287,6 +297,27 @@ mod tests {
         *flipped.last_mut().unwrap() ^= 1;
         assert_eq!(decode_frame(&flipped), Decoded::Invalid("checksum mismatch"));
         assert!(matches!(decode_frame(&[0; 32]), Decoded::Invalid(_)));
+    }
+
+    #[test]
+    fn frame_parts_walk_consecutive_frames_and_refuse_damage() {
+        let records: [(u64, &[u8], &[u8]); 3] =
+            [(7, b"cust_1", b"{\"n\":1}"), (8, b"", b""), (9, b"k", b"v")];
+        let mut buf = Vec::new();
+        for (offset, key, value) in records {
+            encode_frame(&mut buf, offset, key, value);
+        }
+        let mut rest = &buf[..];
+        for (offset, key, value) in records {
+            assert_eq!(decode_frame_parts(rest), Some((offset, key, value)));
+            rest = &rest[frame_size(key, value).unwrap()..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(decode_frame_parts(rest), None);
+        assert_eq!(decode_frame_parts(&buf[..10]), None);
+        let mut flipped = buf.clone();
+        flipped[FRAME_OVERHEAD] ^= 1;
+        assert_eq!(decode_frame_parts(&flipped), None);
     }
 
     #[test]
