@@ -46,6 +46,10 @@ print(int(statistics.median(rates) / 2) if rates else 20000)")
     for i in $(seq 1 "$RUNS"); do
         load --customers 1000 --batch 100 --concurrency 8 --rate "$RATE" --duration 30 --json "$OUT/latency-$i.json"
     done
+    # ... and at a rate the whole pipeline sustains on this machine (SUSTAINED, default 20,000).
+    for i in $(seq 1 "$RUNS"); do
+        load --customers 1000 --batch 100 --concurrency 8 --rate "${SUSTAINED:-20000}" --duration 30 --json "$OUT/sustained-$i.json"
+    done
 fi
 
 if want memory; then
