@@ -31,25 +31,32 @@ fn a_short_load_run_is_measured_and_every_balance_verifies() {
     assert_eq!(v.customers_checked, 4);
     assert_eq!(report.failure(), None);
     // Exactly the event budget was sent and acknowledged: 100 requests of 20, new or duplicate.
-    assert_eq!(report.events_accepted, 2_000, "{table}");
-    assert_eq!(report.unique_events + report.duplicates_sent, 2_000);
-    assert_eq!(report.server_events_accepted, report.unique_events, "the server dropped the duplicates");
-    assert_eq!(report.events_refused, 0, "{:?}", report.refusals);
-    assert!(report.duplicates_sent > 0, "{table}");
-    assert!(report.adjustments_posted > 0, "{table}");
-    assert_eq!(report.requests_acknowledged, 100 + report.adjustments_posted);
-    assert!(report.requests_sent >= report.requests_acknowledged);
+    assert_eq!(report.counts.events_accepted, 2_000, "{table}");
+    assert_eq!(report.counts.unique_events + report.counts.duplicates_sent, 2_000);
+    assert_eq!(
+        report.server_events_accepted, report.counts.unique_events,
+        "the server dropped the duplicates"
+    );
+    assert_eq!(report.counts.events_refused, 0, "{:?}", report.refusals);
+    assert!(report.counts.duplicates_sent > 0, "{table}");
+    assert!(report.counts.adjustments_posted > 0, "{table}");
+    assert_eq!(report.counts.requests_acknowledged, 100 + report.counts.adjustments_posted);
+    assert!(report.counts.requests_sent >= report.counts.requests_acknowledged);
     assert!(
         report.errors_by_status.keys().all(|k| ["429", "503", "transport"].contains(&k.as_str())),
         "{:?}",
         report.errors_by_status
     );
     // One fee per distinct event plus the adjustments, all posted; each event timed to the balance.
-    assert_eq!(report.postings.total, report.unique_events + report.adjustments_posted, "{table}");
+    assert_eq!(
+        report.postings.total,
+        report.counts.unique_events + report.counts.adjustments_posted,
+        "{table}"
+    );
     assert!(report.postings.drain_seconds.is_some());
-    assert_eq!(report.event_to_balance.count, report.unique_events, "{table}");
+    assert_eq!(report.event_to_balance.count, report.counts.unique_events, "{table}");
     assert!(report.event_to_balance.p50_ms.is_some());
-    assert_eq!(report.request_latency.count as u64, report.requests_acknowledged);
+    assert_eq!(report.request_latency.count as u64, report.counts.requests_acknowledged);
     assert!(report.accepted_events_per_sec > 0.0);
     let memory = report.memory.as_ref().expect("memory with a pid");
     assert!(memory.peak_kib > 0 && memory.rss_end_kib > 0);

@@ -133,14 +133,8 @@ pub async fn run(options: LoadOptions) -> anyhow::Result<Report> {
     Ok(Report {
         options: OptionsEcho::of(&options),
         send_seconds: sending.seconds,
-        requests_sent: stats.requests_sent,
-        requests_acknowledged: stats.requests_acknowledged,
-        events_accepted: stats.events_accepted,
-        unique_events: stats.unique_events,
-        duplicates_sent: stats.duplicates_sent,
-        events_refused: stats.events_refused,
-        adjustments_posted: stats.adjustments_posted,
-        accepted_events_per_sec: per_sec(stats.events_accepted as f64, sending.seconds),
+        counts: stats.counts,
+        accepted_events_per_sec: per_sec(stats.counts.events_accepted as f64, sending.seconds),
         server_events_accepted: after.events_accepted_since(&sending.before),
         request_latency: Latency::of(stats.latencies_us),
         event_to_balance: EventToBalance::between(&sending.before, &after),
@@ -197,7 +191,7 @@ async fn drain(
     timeout: Duration,
 ) -> anyhow::Result<Option<f64>> {
     let started = Instant::now();
-    let expected = sent.stats.unique_events + sent.stats.adjustments_posted;
+    let expected = sent.stats.counts.unique_events + sent.stats.counts.adjustments_posted;
     loop {
         let now = scrape(control).await?;
         if now.postings_since(before) >= expected {

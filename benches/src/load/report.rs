@@ -138,12 +138,9 @@ pub struct Verification {
     pub passed: bool,
 }
 
-/// Everything a run measured.
-#[derive(Clone, Debug, Serialize)]
-pub struct Report {
-    pub options: OptionsEcho,
-    /// Wall time of the send phase.
-    pub send_seconds: f64,
+/// What the sending connections sent and got acknowledged (summed over connections).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
     /// HTTP requests of the send phase, retries included.
     pub requests_sent: u64,
     pub requests_acknowledged: u64,
@@ -156,6 +153,29 @@ pub struct Report {
     /// Events in requests refused with a non-retryable status.
     pub events_refused: u64,
     pub adjustments_posted: u64,
+}
+
+impl Counts {
+    pub fn add(&mut self, other: &Counts) {
+        self.requests_sent += other.requests_sent;
+        self.requests_acknowledged += other.requests_acknowledged;
+        self.events_accepted += other.events_accepted;
+        self.unique_events += other.unique_events;
+        self.duplicates_sent += other.duplicates_sent;
+        self.events_refused += other.events_refused;
+        self.adjustments_posted += other.adjustments_posted;
+    }
+}
+
+/// Everything a run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub options: OptionsEcho,
+    /// Wall time of the send phase.
+    pub send_seconds: f64,
+    /// What was sent and acknowledged.
+    #[serde(flatten)]
+    pub counts: Counts,
     pub accepted_events_per_sec: f64,
     /// New events the server made durable meanwhile (its counter's delta; duplicates it caught
     /// are not counted, so this equals `unique_events` on a server with no other client).
@@ -183,7 +203,7 @@ impl Report {
                 v.customers_checked
             ));
         }
-        (self.events_accepted == 0).then(|| "no event was accepted".to_string())
+        (self.counts.events_accepted == 0).then(|| "no event was accepted".to_string())
     }
 
     /// The report as pretty JSON.
@@ -225,15 +245,15 @@ impl Report {
             row("send phase", format!("{:.2} s", self.send_seconds)),
             row(
                 "requests sent / acknowledged",
-                format!("{} / {}", self.requests_sent, self.requests_acknowledged),
+                format!("{} / {}", self.counts.requests_sent, self.counts.requests_acknowledged),
             ),
-            row("events accepted", self.events_accepted.to_string()),
+            row("events accepted", self.counts.events_accepted.to_string()),
             row("accepted events/s", format!("{:.0}", self.accepted_events_per_sec)),
-            row("unique events", self.unique_events.to_string()),
+            row("unique events", self.counts.unique_events.to_string()),
             row("new events per server counter", self.server_events_accepted.to_string()),
-            row("duplicates sent", self.duplicates_sent.to_string()),
-            row("events refused", self.events_refused.to_string()),
-            row("adjustments posted", self.adjustments_posted.to_string()),
+            row("duplicates sent", self.counts.duplicates_sent.to_string()),
+            row("events refused", self.counts.events_refused.to_string()),
+            row("adjustments posted", self.counts.adjustments_posted.to_string()),
         ]);
     }
 
@@ -342,13 +362,15 @@ mod tests {
                 adjustment_share: 0.05,
             },
             send_seconds: 2.5,
-            requests_sent: 110,
-            requests_acknowledged: 105,
-            events_accepted: 2000,
-            unique_events: 1900,
-            duplicates_sent: 100,
-            events_refused: 0,
-            adjustments_posted: 5,
+            counts: Counts {
+                requests_sent: 110,
+                requests_acknowledged: 105,
+                events_accepted: 2000,
+                unique_events: 1900,
+                duplicates_sent: 100,
+                events_refused: 0,
+                adjustments_posted: 5,
+            },
             accepted_events_per_sec: 800.0,
             server_events_accepted: 1900,
             request_latency: Latency::of(vec![1000, 2000, 3000]),

@@ -10,6 +10,7 @@
 
 use super::http::{until_answered, Connection, Endpoint};
 use super::pricing::{adjustment_amount, occurred_at, topup_body, Event, EventsWriter, COMBOS, MAX_TOKENS};
+use super::report::Counts;
 use super::ring::{Ring, Rng, Spread, RING_CAPACITY};
 use super::LoadOptions;
 use anyhow::Context;
@@ -79,18 +80,7 @@ impl Budget {
 /// Counts of the sending phase (summed over connections).
 #[derive(Debug, Default)]
 pub struct SendStats {
-    /// HTTP requests sent, retries included.
-    pub requests_sent: u64,
-    pub requests_acknowledged: u64,
-    /// Events in acknowledged requests, deliberate duplicates included.
-    pub events_accepted: u64,
-    /// Distinct new events acknowledged (each bears one fee).
-    pub unique_events: u64,
-    /// Deliberate duplicates in acknowledged requests.
-    pub duplicates_sent: u64,
-    /// Events in refused requests (not expected on any balance).
-    pub events_refused: u64,
-    pub adjustments_posted: u64,
+    pub counts: Counts,
     /// Status code (or `transport`) → failed attempts.
     pub errors: BTreeMap<String, u64>,
     /// The first refusals, `status: body`.
@@ -101,13 +91,7 @@ pub struct SendStats {
 
 impl SendStats {
     fn merge(&mut self, other: SendStats) {
-        self.requests_sent += other.requests_sent;
-        self.requests_acknowledged += other.requests_acknowledged;
-        self.events_accepted += other.events_accepted;
-        self.unique_events += other.unique_events;
-        self.duplicates_sent += other.duplicates_sent;
-        self.events_refused += other.events_refused;
-        self.adjustments_posted += other.adjustments_posted;
+        self.counts.add(&other.counts);
         for (key, n) in other.errors {
             *self.errors.entry(key).or_default() += n;
         }
@@ -255,12 +239,12 @@ impl Worker {
         let acknowledged = self.deliver("/events", body).await?;
         let stats = &mut self.outcome.stats;
         if !acknowledged {
-            stats.events_refused += n as u64;
+            stats.counts.events_refused += n as u64;
             return Ok(());
         }
-        stats.events_accepted += n as u64;
-        stats.unique_events += self.fresh.len() as u64;
-        stats.duplicates_sent += duplicates;
+        stats.counts.events_accepted += n as u64;
+        stats.counts.unique_events += self.fresh.len() as u64;
+        stats.counts.duplicates_sent += duplicates;
         let tally = &mut self.outcome.tallies[customer];
         for event in &self.fresh {
             tally.tokens[usize::from(event.combo)] += u64::from(event.tokens);
@@ -306,7 +290,7 @@ impl Worker {
         let body = Bytes::from(topup_body(&id, adjustment_amount()));
         let path = format!("/customers/{}/wallet/adjustments", self.plan.customers[customer]);
         if self.deliver(&path, body).await? {
-            self.outcome.stats.adjustments_posted += 1;
+            self.outcome.stats.counts.adjustments_posted += 1;
             self.outcome.tallies[customer].adjustments += 1;
         }
         Ok(())
@@ -327,10 +311,10 @@ impl Worker {
         )
         .await?;
         let stats = &mut outcome.stats;
-        stats.requests_sent += answered.attempts;
+        stats.counts.requests_sent += answered.attempts;
         let status = answered.answer.status;
         if status.is_success() {
-            stats.requests_acknowledged += 1;
+            stats.counts.requests_acknowledged += 1;
             stats.latencies_us.push(u32::try_from(answered.latency.as_micros()).unwrap_or(u32::MAX));
             return Ok(true);
         }
@@ -358,15 +342,21 @@ mod tests {
 
     #[test]
     fn stats_and_tallies_sum_over_connections() {
-        let mut a =
-            SendStats { requests_sent: 3, events_accepted: 40, latencies_us: vec![5], ..Default::default() };
+        let mut a = SendStats {
+            counts: Counts { requests_sent: 3, events_accepted: 40, ..Counts::default() },
+            latencies_us: vec![5],
+            ..Default::default()
+        };
         a.errors.insert("429".into(), 2);
-        let mut b =
-            SendStats { requests_sent: 1, unique_events: 7, latencies_us: vec![9], ..Default::default() };
+        let mut b = SendStats {
+            counts: Counts { requests_sent: 1, unique_events: 7, ..Counts::default() },
+            latencies_us: vec![9],
+            ..Default::default()
+        };
         b.errors.insert("429".into(), 1);
         b.errors.insert("transport".into(), 1);
         a.merge(b);
-        assert_eq!((a.requests_sent, a.events_accepted, a.unique_events), (4, 40, 7));
+        assert_eq!((a.counts.requests_sent, a.counts.events_accepted, a.counts.unique_events), (4, 40, 7));
         assert_eq!(a.errors.get("429"), Some(&3));
         assert_eq!(a.latencies_us, [5, 9]);
         let mut t = Tally { tokens: [1, 2, 3, 4], adjustments: 1 };
