@@ -302,8 +302,11 @@ impl GroupCommit {
 }
 
 /// The task committing queued writes until the queue is empty. Runs on a blocking thread.
+///
+/// It holds the database weakly, and strongly only while committing, before it answers: once a
+/// caller has its answer and drops the store, the file is closed and can be opened again.
 struct Leader {
-    db: Arc<Database>,
+    db: std::sync::Weak<Database>,
     commits: Arc<GroupCommit>,
     finished: bool,
 }
@@ -311,15 +314,24 @@ struct Leader {
 impl Leader {
     fn run(mut self) {
         while let Some(group) = self.commits.take() {
-            let batches: Vec<&[Op]> = group.iter().map(|p| p.ops.as_slice()).collect();
-            let together = batches.len() > 1 && commit(&self.db, &batches).is_ok();
-            drop(batches);
-            for pending in group {
-                let result = if together { Ok(()) } else { commit(&self.db, &[pending.ops.as_slice()]) };
+            let results = self.commit_group(&group);
+            for (pending, result) in group.into_iter().zip(results) {
                 let _ = pending.done.send(result);
             }
         }
         self.finished = true;
+    }
+
+    /// One transaction for the whole group, or one per batch if that fails.
+    fn commit_group(&self, group: &[Pending]) -> Vec<Result<(), StoreError>> {
+        let Some(db) = self.db.upgrade() else {
+            return group.iter().map(|_| Err(backend("the store is closed"))).collect();
+        };
+        let batches: Vec<&[Op]> = group.iter().map(|p| p.ops.as_slice()).collect();
+        if batches.len() > 1 && commit(&db, &batches).is_ok() {
+            return group.iter().map(|_| Ok(())).collect();
+        }
+        batches.iter().map(|batch| commit(&db, &[batch])).collect()
     }
 }
 
@@ -396,7 +408,7 @@ impl Store for EmbeddedStore {
         if self.commits.enqueue(Pending { ops: batch, done }) {
             // A commit waits for fsync: the leader runs off the async workers.
             let leader =
-                Leader { db: Arc::clone(&self.db), commits: Arc::clone(&self.commits), finished: false };
+                Leader { db: Arc::downgrade(&self.db), commits: Arc::clone(&self.commits), finished: false };
             tokio::task::spawn_blocking(move || leader.run());
         }
         outcome.await.map_err(|_| backend("the commit task failed"))?
