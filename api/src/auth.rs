@@ -42,7 +42,9 @@ pub fn hash(key: &str) -> String {
 
 /// Lower-case hex of the SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(64);
+    schemas::ids::push_hex(&mut hex, &Sha256::digest(bytes));
+    hex
 }
 
 /// Rejects requests without a known key; passes the key's environment on to the handlers.

@@ -7,7 +7,6 @@ use schemas::usage::{CalculatedFee, EventFee, FeeBreakdown, UsageEvent};
 use schemas::Decimal;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 /// One fee: one price of one subscribed product version, charged in one asset.
 #[derive(Clone, Debug, PartialEq)]
@@ -61,9 +60,7 @@ pub fn fee_id(event_id: &str, price_id: &str) -> String {
     let digest = hasher.finalize();
     let mut id = String::with_capacity(4 + 32);
     id.push_str("fee_");
-    for b in &digest[..16] {
-        let _ = write!(id, "{b:02x}");
-    }
+    schemas::ids::push_hex(&mut id, &digest[..16]);
     id
 }
 

@@ -4,6 +4,17 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// Appends `bytes` to `out` as lower-case hex (two characters a byte), without allocating per
+/// byte: digests become ids (fee ids) and lookup keys (API keys) on every request.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+}
+
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal) => {
         $(#[$doc])*
@@ -70,6 +81,13 @@ prefixed_id!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_is_two_lower_case_digits_a_byte() {
+        let mut out = "x_".to_string();
+        push_hex(&mut out, &[0x00, 0x0f, 0xa0, 0xff]);
+        assert_eq!(out, "x_000fa0ff");
+    }
 
     #[test]
     fn ids_carry_their_prefix_and_sort_in_creation_order() {
