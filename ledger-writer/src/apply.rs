@@ -231,26 +231,33 @@ impl Step<'_> {
         &self.draft.customer_id
     }
 
-    fn transaction_exists(&self, id: &str) -> bool {
+    /// The store key of transaction `id` of this customer, if no transaction holds it yet (in
+    /// this input, this batch or the store).
+    fn free_key(&self, id: &str) -> Option<String> {
         let key = Transaction::key(self.customer(), id);
-        self.new.transactions.contains_key(&key)
+        let taken = self.new.transactions.contains_key(&key)
             || self.out.transactions.contains_key(&key)
-            || self.known.transaction_exists(&key)
+            || self.known.transaction_exists(&key);
+        (!taken).then_some(key)
     }
 
-    /// Records a transaction, unless its id is already taken (which only a client reusing one of
-    /// the writer's id shapes as a `transaction_id` can cause): that is logged, never overwritten.
+    /// Records a transaction under `key`, which [`Step::free_key`] gave for its id.
+    fn record(&mut self, key: String, transaction: Transaction) {
+        self.new.transactions.insert(key, transaction);
+    }
+
+    /// Records a transaction whose id was not checked before, unless the id is already taken
+    /// (which only a client reusing one of the writer's id shapes as a `transaction_id` can
+    /// cause): that is logged, never overwritten.
     fn post(&mut self, transaction: Transaction) {
-        if self.transaction_exists(&transaction.id) {
-            tracing::error!(
+        match self.free_key(&transaction.id) {
+            Some(key) => self.record(key, transaction),
+            None => tracing::error!(
                 customer = %transaction.customer_id,
                 transaction = %transaction.id,
                 "transaction id already taken: the transaction document is not written"
-            );
-            return;
+            ),
         }
-        let key = Transaction::key(&transaction.customer_id, &transaction.id);
-        self.new.transactions.insert(key, transaction);
     }
 
     fn transaction(&self, id: &str, kind: TransactionType, account_id: &str, amount: Decimal) -> Transaction {
@@ -337,10 +344,10 @@ impl Step<'_> {
             let mut posted = Vec::with_capacity(fees.len());
             let mut revenue = Decimal::ZERO;
             for fee in fees {
-                if self.transaction_exists(&fee.id) {
+                let Some(transaction_key) = self.free_key(&fee.id) else {
                     tracing::error!(customer = %usage.customer_id, fee = %fee.id, "fee id already taken: fee not posted");
                     continue;
-                }
+                };
                 let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &fee.fee.currency);
                 let (lines, fee_revenue) = self.debit(&account_id, fee.fee.amount)?;
                 revenue = revenue.checked_add(fee_revenue).ok_or(PostingError::Overflow)?;
@@ -349,7 +356,7 @@ impl Step<'_> {
                 t.lines = lines;
                 t.event_id = Some(rated.event.id.clone());
                 t.revenue = fee_revenue;
-                self.post(t);
+                self.record(transaction_key, t);
                 posted.push(fee);
             }
             self.new.events.insert(
@@ -423,10 +430,10 @@ impl Step<'_> {
 
     fn adjustment(&mut self, cmd: AdjustmentCommand) -> Result<(), PostingError> {
         let req = cmd.request;
-        if self.transaction_exists(&req.transaction_id) {
+        let Some(key) = self.free_key(&req.transaction_id) else {
             // A replay: the API compares body hashes and answers replay or 409.
             return Ok(());
-        }
+        };
         let account_id = account_of(req.account_name.as_deref(), &req.asset);
         let now = self.now;
         let lines: Vec<PostingLine> = if req.amount > Decimal::ZERO {
@@ -462,15 +469,15 @@ impl Step<'_> {
         t.body_hash = Some(cmd.body_hash);
         t.description = req.description;
         t.metadata = req.metadata;
-        self.post(t);
+        self.record(key, t);
         Ok(())
     }
 
     fn charge(&mut self, cmd: ChargeCommand) -> Result<(), PostingError> {
         let req = cmd.request;
-        if self.transaction_exists(&req.transaction_id) {
+        let Some(key) = self.free_key(&req.transaction_id) else {
             return Ok(());
-        }
+        };
         let account_id = account_of(req.account_name.as_deref(), &req.asset);
         let (lines, revenue) = self.debit(&account_id, req.amount)?;
         let mut t =
@@ -480,7 +487,7 @@ impl Step<'_> {
         t.description = req.description;
         t.metadata = req.metadata;
         t.revenue = revenue;
-        self.post(t);
+        self.record(key, t);
         Ok(())
     }
 }
