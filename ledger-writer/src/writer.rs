@@ -98,10 +98,15 @@ pub async fn run_partition(
     let mut next_read = writer.progress.next_offset;
     loop {
         if *shutdown.borrow() {
-            if let Some(commit) = in_flight.take() {
-                writer.settle(commit).await.map_err(|failure| failure.into_error(partition))?;
-            }
-            return Ok(());
+            return match in_flight.take() {
+                Some(commit) => match writer.settle(commit).await {
+                    // `Again`: nothing past the last commit is lost; the next start applies it.
+                    Ok(()) | Err(Failure::Again) => Ok(()),
+                    Err(Failure::Fenced) => Err(WriterError::Fenced { partition }),
+                    Err(Failure::Retry(error)) => Err(error.into()),
+                },
+                None => Ok(()),
+            };
         }
         let max_records = options.records_to_read(events_per_record);
         let records = log.read(Topic::LedgerInput, partition, next_read, max_records).await?;
@@ -199,18 +204,6 @@ enum Failure {
     Again,
     /// A store failure: back off, then apply the batch again.
     Retry(StoreError),
-}
-
-impl Failure {
-    fn into_error(self, partition: u32) -> WriterError {
-        match self {
-            Failure::Fenced => WriterError::Fenced { partition },
-            Failure::Again => WriterError::Store(StoreError::Backend(
-                "the last commit must be applied again; stopping before it".to_string(),
-            )),
-            Failure::Retry(error) => error.into(),
-        }
-    }
 }
 
 /// A batch applied in memory and encoded, ready to commit.
