@@ -28,7 +28,12 @@ STAMP="$VENV/.requirements.sha256"
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating $VENV"
-    python3 -m venv "$VENV"
+    if ! python3 -m venv "$VENV"; then
+        rm -rf "$VENV"
+        echo "error: python3 could not create a virtual environment (on Debian/Ubuntu the" >&2
+        echo "       venv module is the python3-venv package); the compatibility tests need one" >&2
+        exit 1
+    fi
 fi
 
 want_hash="$(sha256sum "$REQS" | cut -d' ' -f1)"
