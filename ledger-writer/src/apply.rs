@@ -629,7 +629,7 @@ mod tests {
             vec![rated(event("evt_1", json!({})), vec![fee("evt_1", "price_1", "CREDIT", "130")])],
         );
         let (state, out, _) = run(&known, &[LedgerInput::Adjustment(topup), spend]);
-        let id = rater::fee_id("evt_1", "price_1");
+        let id = rater::fixtures::fee_id("evt_1", "price_1");
         // 100 credits at 0.10 USD; the 30 that went to debt recognise nothing.
         assert_eq!(tx(&out, &id).revenue, d("10"));
         assert_eq!(out.events[&StoredEvent::key("evt_1", C)].revenue, d("10"));
@@ -762,9 +762,9 @@ mod tests {
             &known,
             &[usage(C, "2026-11-15T13:00:00Z", vec![first]), usage(C, "2026-11-15T13:00:01Z", vec![second])],
         );
-        assert_eq!(tx(&out, &rater::fee_id("evt_1", "price_1_0")).amount, d("-80"));
+        assert_eq!(tx(&out, &rater::fixtures::fee_id("evt_1", "price_1_0")).amount, d("-80"));
         // 20 more at 1, then 60 at 0.5.
-        assert_eq!(tx(&out, &rater::fee_id("evt_2", "price_1_0")).amount, d("-50"));
+        assert_eq!(tx(&out, &rater::fixtures::fee_id("evt_2", "price_1_0")).amount, d("-50"));
         assert_eq!(state.counters["lifetime"]["price_1_0"], d("160"));
         assert_eq!(out.events[&StoredEvent::key("evt_2", C)].fees[0].fee.amount, d("50"));
     }
@@ -778,7 +778,7 @@ mod tests {
             vec![fee("evt_1", "p", "USD", "3")],
         );
         let (state, out, _) = run(&known, &[usage(C, "2026-11-15T13:00:00Z", vec![e])]);
-        assert_eq!(tx(&out, &rater::fee_id("evt_1", "p")).amount, d("-3"));
+        assert_eq!(tx(&out, &rater::fixtures::fee_id("evt_1", "p")).amount, d("-3"));
         assert!(state.counters.is_empty());
     }
 }

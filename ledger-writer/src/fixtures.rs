@@ -80,7 +80,7 @@ pub fn event(id: &str, data: serde_json::Value) -> UsageEvent {
 /// The fee a rater computed for `event_id` and `price_id`: `amount` in `currency`.
 pub fn fee(event_id: &str, price_id: &str, currency: &str, amount: &str) -> EventFee {
     serde_json::from_value(json!({
-        "id": rater::fee_id(event_id, price_id),
+        "id": rater::fixtures::fee_id(event_id, price_id),
         "product_id": "prod_1", "product_code": "p", "product_version": 1,
         "price_id": price_id, "price_name": "call", "currency": currency, "usage_type": "unit",
         "amount": d(amount),

@@ -486,8 +486,8 @@ async fn graduated_tiers_are_rated_again_by_the_writer_across_inputs() {
         let e = needs_state(event(id, json!({"volume": 80})), "prod_g", provisional);
         p.post(&usage(c, accepted, vec![e])).await;
     }
-    let fee_1 = p.transaction(c, &rater::fee_id("evt_1", "price_1_0")).await.expect("fee 1");
-    let fee_2 = p.transaction(c, &rater::fee_id("evt_2", "price_1_0")).await.expect("fee 2");
+    let fee_1 = p.transaction(c, &rater::fixtures::fee_id("evt_1", "price_1_0")).await.expect("fee 1");
+    let fee_2 = p.transaction(c, &rater::fixtures::fee_id("evt_2", "price_1_0")).await.expect("fee 2");
     assert_eq!(fee_1.amount, d("-80"));
     assert_eq!(fee_2.amount, d("-50"), "20 at 1 then 60 at 0.5");
     assert_eq!(p.ledger(c).await.counters["lifetime"]["price_1_0"], d("160"));

@@ -4,7 +4,7 @@
 use crate::period::PeriodKey;
 use schemas::catalog::{PriceBase, PriceValue, UsageCalculation};
 use schemas::usage::{CalculatedFee, EventFee, FeeBreakdown, UsageEvent};
-use schemas::Decimal;
+use schemas::{Decimal, Timestamp};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
@@ -50,17 +50,25 @@ impl Rating<'_> {
     }
 }
 
-/// The stable id of the fee of `price_id` for `event_id`: re-rating an event can never produce a
+/// The stable id of the fee of `price_id` for an event: re-rating an event can never produce a
 /// second fee for the same price.
-pub fn fee_id(event_id: &str, price_id: &str) -> String {
+///
+/// `fee_` + 12 hex digits of the event's `occurred_at` in Unix milliseconds + 24 hex digits (96
+/// bits) of SHA-256 over the event id and the price id. The time prefix keeps a customer's fee
+/// transactions (`{customer_id}/{fee_id}`) in the order the usage happened, so a batch of new
+/// fees lands at the end of each customer's key range instead of on a random B-tree leaf per fee
+/// (`docs/decisions.md`, "Fee ids are time-ordered").
+pub fn fee_id(event_id: &str, occurred_at: Timestamp, price_id: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(event_id.as_bytes());
     hasher.update([0u8]);
     hasher.update(price_id.as_bytes());
     let digest = hasher.finalize();
-    let mut id = String::with_capacity(4 + 32);
+    let millis = occurred_at.timestamp_millis().clamp(0, (1 << 48) - 1) as u64;
+    let mut id = String::with_capacity(4 + 12 + 24);
     id.push_str("fee_");
-    schemas::ids::push_hex(&mut id, &digest[..16]);
+    schemas::ids::push_hex(&mut id, &millis.to_be_bytes()[2..]);
+    schemas::ids::push_hex(&mut id, &digest[..12]);
     id
 }
 
@@ -97,7 +105,7 @@ impl Fee<'_> {
 
     pub fn to_event_fee(&self, event: &UsageEvent) -> EventFee {
         EventFee {
-            id: fee_id(&event.id, self.price_id()),
+            id: fee_id(&event.id, event.occurred_at, self.price_id()),
             product_id: self.product_id.to_string(),
             product_code: self.product_code.to_string(),
             product_version: self.product_version,
@@ -110,14 +118,46 @@ impl Fee<'_> {
 mod tests {
     use super::*;
 
+    fn at(text: &str) -> Timestamp {
+        text.parse().expect("timestamp")
+    }
+
     #[test]
     fn fee_ids_derive_from_event_and_price() {
-        let a = fee_id("evt_1", "price_a");
-        assert_eq!(a, fee_id("evt_1", "price_a"));
-        assert_ne!(a, fee_id("evt_1", "price_b"));
-        assert_ne!(a, fee_id("evt_2", "price_a"));
+        let t = at("2026-11-15T12:00:00Z");
+        let a = fee_id("evt_1", t, "price_a");
+        assert_eq!(a, fee_id("evt_1", t, "price_a"));
+        assert_ne!(a, fee_id("evt_1", t, "price_b"));
+        assert_ne!(a, fee_id("evt_2", t, "price_a"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
-        assert_ne!(fee_id("ab", "c"), fee_id("a", "bc"));
-        assert!(a.starts_with("fee_") && a.len() == 36);
+        assert_ne!(fee_id("ab", t, "c"), fee_id("a", t, "bc"));
+        assert!(a.starts_with("fee_") && a.len() == 40, "{a}");
+        assert!(a[4..].bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{a}");
+    }
+
+    #[test]
+    fn fee_ids_sort_by_when_the_usage_happened() {
+        let ids: Vec<String> = [
+            "2026-11-15T12:00:00Z",
+            "2026-11-15T12:00:00.001Z",
+            "2026-11-15T12:00:01Z",
+            "2031-01-01T00:00:00Z",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, t)| fee_id(&format!("evt_{}", 9 - i), at(t), "price_a"))
+        .collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(ids, sorted);
+        assert_eq!(&ids[0][4..16], format!("{:012x}", at("2026-11-15T12:00:00Z").timestamp_millis()));
+    }
+
+    #[test]
+    fn fee_ids_clamp_times_outside_the_prefix_range() {
+        let before_1970 = fee_id("evt_1", at("1960-01-01T00:00:00Z"), "p");
+        assert_eq!(&before_1970[4..16], "000000000000");
+        let far_future = fee_id("evt_1", at("+20000-01-01T00:00:00Z"), "p");
+        assert_eq!(&far_future[4..16], "ffffffffffff");
     }
 }

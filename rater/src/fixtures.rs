@@ -51,7 +51,15 @@ pub fn event(event_type: &str, data: Value) -> UsageEvent {
 
 pub fn event_with_id(id: &str, event_type: &str, data: Value) -> UsageEvent {
     serde_json::from_value(json!({
-        "id": id, "event_type": event_type, "occurred_at": "2026-11-15T12:00:00Z", "data": data
+        "id": id, "event_type": event_type, "occurred_at": OCCURRED_AT, "data": data
     }))
     .expect("event")
+}
+
+/// When the fixture events occur.
+pub const OCCURRED_AT: &str = "2026-11-15T12:00:00Z";
+
+/// The id of the fee of `price_id` for the fixture event `event_id` (occurring at [`OCCURRED_AT`]).
+pub fn fee_id(event_id: &str, price_id: &str) -> String {
+    crate::fee_id(event_id, OCCURRED_AT.parse().expect("fixture time"), price_id)
 }

@@ -343,5 +343,5 @@ fn fee_amounts_are_written_exactly_as_computed() {
     assert!(json.contains(r#""amount":0.00294125"#), "{json}");
     assert!(json.contains(r#""volume_rate":1.25"#), "{json}");
     let fee = out.fees[0].to_event_fee(&e);
-    assert_eq!(fee.id, rater::fee_id("evt_1", "price_1_0"));
+    assert_eq!(fee.id, rater::fixtures::fee_id("evt_1", "price_1_0"));
 }

@@ -204,7 +204,7 @@ async fn an_event_is_rated_and_forwarded_to_the_customers_partition() {
     assert_eq!(rated.fees[0].fee.amount, d("0.00294125"));
     assert_eq!(rated.fees[0].fee.currency, "USD");
     assert_eq!(rated.fees[0].product_id, "prod_1");
-    assert_eq!(rated.fees[0].id, rater::fee_id("evt_1", "price_1_0"));
+    assert_eq!(rated.fees[0].id, rater::fixtures::fee_id("evt_1", "price_1_0"));
     assert!(!rated.needs_state, "a flat price reads no customer state");
     assert!(rated.products.is_empty(), "the pinned list travels only with events the writer rates again");
 }

@@ -171,8 +171,13 @@ async fn fill(log: &SharedLog, args: &Args) -> anyhow::Result<usize> {
         let who = customer(inputs % args.customers);
         let events = (sent..sent + n)
             .map(|e| {
+                // A stream: each event occurs a millisecond after the one before.
                 let id = format!("evt_{e:09}");
-                rated(event(&id, serde_json::json!({"tokens": 1000})), vec![fee(&id, "price_1", "USD", FEE)])
+                let mut event = event(&id, serde_json::json!({"tokens": 1000}));
+                event.occurred_at += chrono::Duration::milliseconds(e as i64);
+                let mut fee = fee(&id, "price_1", "USD", FEE);
+                fee.id = rater::fee_id(&id, event.occurred_at, "price_1");
+                rated(event, vec![fee])
             })
             .collect();
         push(&usage(&who, ACCEPTED_AT, events))?;
