@@ -26,7 +26,10 @@ const CACHE_BYTES: usize = 256 << 20;
 const SEP: char = '\x1f';
 const END: char = '\x1e';
 
-fn definition(table: Table) -> TableDefinition<'static, &'static str, &'static [u8]> {
+/// Records are keyed by the bytes of their string key: the same order as `str`, without redb
+/// validating UTF-8 on every key comparison (3-4% of a writer's commit). Keys are only ever written
+/// from `&str`.
+fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(table.name())
 }
 
@@ -146,7 +149,7 @@ fn check(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<
     }
 }
 
-type Records<'txn> = redb::Table<'txn, &'static str, &'static [u8]>;
+type Records<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 type Uniques<'txn> = redb::Table<'txn, &'static str, &'static str>;
 
 /// Checks `expect` against the record being replaced or deleted and releases its unique keys.
@@ -158,7 +161,7 @@ fn take_previous(
     key: &str,
     expect: Expect,
 ) -> Result<Option<u64>, StoreError> {
-    let old = match records.get(key).map_err(backend)? {
+    let old = match records.get(key.as_bytes()).map_err(backend)? {
         Some(v) => Some(decode_meta(table, key, v.value())?),
         None => None,
     };
@@ -200,7 +203,7 @@ fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreErro
                 // precondition checked on the value the insert replaced (an error drops the
                 // whole transaction, so nothing is overwritten).
                 let t = tables.get(*table)?;
-                let replaced = t.insert(key.as_str(), encode(1, &[], doc).as_slice()).map_err(backend)?;
+                let replaced = t.insert(key.as_bytes(), encode(1, &[], doc).as_slice()).map_err(backend)?;
                 if let Some(old) = replaced {
                     let (revision, _) = decode_meta(*table, key, old.value())?;
                     return Err(StoreError::Conflict {
@@ -228,12 +231,12 @@ fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreErro
                     unique.insert(slot.as_str(), key.as_str()).map_err(backend)?;
                 }
                 let revision = previous.map_or(1, |r| r + 1);
-                t.insert(key.as_str(), encode(revision, claims, doc).as_slice()).map_err(backend)?;
+                t.insert(key.as_bytes(), encode(revision, claims, doc).as_slice()).map_err(backend)?;
             }
             Op::Delete { table, key, expect } => {
                 let t = tables.get(*table)?;
                 take_previous(t, &mut unique, *table, key, *expect)?;
-                t.remove(key.as_str()).map_err(backend)?;
+                t.remove(key.as_bytes()).map_err(backend)?;
             }
         }
     }
@@ -348,7 +351,7 @@ impl Store for EmbeddedStore {
     async fn get(&self, table: Table, key: &str) -> Result<Option<Record>, StoreError> {
         let txn = self.db.begin_read().map_err(backend)?;
         let t = txn.open_table(definition(table)).map_err(backend)?;
-        let Some(value) = t.get(key).map_err(backend)? else { return Ok(None) };
+        let Some(value) = t.get(key.as_bytes()).map_err(backend)? else { return Ok(None) };
         let env = decode(table, key, value.value())?;
         Ok(Some(Record { key: key.to_string(), revision: env.revision, doc: env.doc }))
     }
@@ -358,7 +361,7 @@ impl Store for EmbeddedStore {
         let t = txn.open_table(definition(table)).map_err(backend)?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let record = match t.get(key.as_str()).map_err(backend)? {
+            let record = match t.get(key.as_bytes()).map_err(backend)? {
                 Some(value) => {
                     let env = decode(table, key, value.value())?;
                     Some(Record { key: key.clone(), revision: env.revision, doc: env.doc })
@@ -375,15 +378,19 @@ impl Store for EmbeddedStore {
         let t = txn.open_table(definition(table)).map_err(backend)?;
         let mut records = Vec::new();
         let mut total = 0;
-        for entry in t.range(prefix..).map_err(backend)? {
+        for entry in t.range(prefix.as_bytes()..).map_err(backend)? {
             let (k, v) = entry.map_err(backend)?;
-            let key = k.value();
-            if !key.starts_with(prefix) {
+            if !k.value().starts_with(prefix.as_bytes()) {
                 break;
             }
             let wanted = total >= range.offset && range.limit.is_none_or(|l| records.len() < l);
             total += 1;
             if wanted {
+                let key = std::str::from_utf8(k.value()).map_err(|_| StoreError::Corrupt {
+                    table,
+                    key: String::from_utf8_lossy(k.value()).into_owned(),
+                    reason: "key is not UTF-8".to_string(),
+                })?;
                 let env = decode(table, key, v.value())?;
                 records.push(Record { key: key.to_string(), revision: env.revision, doc: env.doc });
             }

@@ -43,6 +43,9 @@ struct Args {
     /// Most records a writer applies per commit.
     #[arg(long, default_value_t = WriterOptions::default().max_batch_records)]
     max_batch_records: usize,
+    /// Usage events a writer aims to put in one commit.
+    #[arg(long, default_value_t = WriterOptions::default().target_batch_events)]
+    target_batch_events: usize,
     /// Write the report as JSON here too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -111,7 +114,10 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
     for partition in 0..args.partitions {
         ends.push(log.end_offset(Topic::LedgerInput, partition).await?);
     }
-    let options = WriterOptions { max_batch_records: args.max_batch_records, ..WriterOptions::default() };
+    let options = WriterOptions {
+        max_batch_records: args.max_batch_records,
+        target_batch_events: args.target_batch_events,
+    };
     let started = Instant::now();
     let writers =
         ledger_writer::spawn_all(Arc::clone(&store), Arc::clone(&log), posted.clone(), options, shutdown);
