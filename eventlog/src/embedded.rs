@@ -434,6 +434,11 @@ impl Log for EmbeddedLog {
     async fn retain_from(&self, topic: Topic, partition: PartitionId, offset: u64) -> Result<u64, LogError> {
         self.partition(topic, partition)?.request(|reply| Request::Retain { offset, reply }).await
     }
+
+    /// One process owns the whole embedded log.
+    async fn join(&self, _group: &str, _topic: Topic) -> Result<crate::Membership, LogError> {
+        Ok(crate::Membership::all(self.partition_count))
+    }
 }
 
 #[cfg(test)]

@@ -21,10 +21,12 @@
 pub mod conformance;
 pub mod embedded;
 mod group_commit;
+pub mod membership;
 mod partitioner;
 mod segment;
 
 pub use embedded::{EmbeddedLog, LogStats};
+pub use membership::Membership;
 pub use partitioner::{murmur2, partition_for};
 
 /// The record frame of a segment file (`len | crc | offset | key_len | key | value`, see the
@@ -174,6 +176,11 @@ pub trait Log: Send + Sync + 'static {
     /// offset: at most `offset`, unless an earlier call already went further (retention never
     /// moves back). Kafka may drop exactly up to `offset`; callers must not rely on either.
     async fn retain_from(&self, topic: Topic, partition: PartitionId, offset: u64) -> Result<u64, LogError>;
+
+    /// Joins the consumer group `group` on `topic`: the returned [`Membership`] reports which
+    /// partitions this member owns, now and after every rebalance. Partition tasks run only for
+    /// owned partitions. The embedded log owns every partition, forever.
+    async fn join(&self, group: &str, topic: Topic) -> Result<Membership, LogError>;
 }
 
 /// The log as the services hold it.
