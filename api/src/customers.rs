@@ -1,7 +1,7 @@
 //! Customers and their subscriptions (`semantics.md` §2, §6). Subscribing pins product versions
 //! (`default` resolved now) and provisions the wallet accounts those versions use, in the same
-//! atomic write as the customer. Every successful write is announced on the catalog change feed
-//! so rating caches drop the customer.
+//! atomic write as the customer. Raters see the change on their next batch: they revalidate the
+//! batch's customers against the store (`rater::cache`).
 
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
@@ -183,7 +183,6 @@ pub async fn create(
     }
     ops.insert(0, put);
     store.write(ops).await?;
-    state.changes.customer_changed(customer.id.as_str());
     Ok((
         StatusCode::CREATED,
         Json(CreateCustomerResponse { id: customer.id.to_string(), subscriptions: customer.subscriptions }),
@@ -243,7 +242,6 @@ pub async fn update(
         Ok(((), Vec::new()))
     })
     .await?;
-    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -262,7 +260,6 @@ pub async fn create_subscription(
         Ok((subscription.clone(), ops))
     })
     .await?;
-    state.changes.customer_changed(&id);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -286,7 +283,6 @@ pub async fn update_subscription(
         Ok(((), Vec::new()))
     })
     .await?;
-    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,6 +317,5 @@ pub async fn update_subscription_product(
         Ok(((), ops))
     })
     .await?;
-    state.changes.customer_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }

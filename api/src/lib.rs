@@ -33,7 +33,6 @@ pub mod wallet;
 
 use ingest::Ingest;
 use ledger_writer::LedgerClient;
-use rater::catalog::CatalogChanges;
 use std::sync::Arc;
 use store::SharedStore;
 
@@ -54,8 +53,6 @@ pub struct AppState {
     /// Adjustments and charges go to the ledger writers through this, and are answered once
     /// posted.
     pub ledger: LedgerClient,
-    /// Announces customer and product writes to every subscription/product cache.
-    pub changes: CatalogChanges,
 }
 
 impl AppState {
@@ -64,9 +61,8 @@ impl AppState {
         store: SharedStore,
         ingest: Arc<Ingest>,
         ledger: LedgerClient,
-        changes: CatalogChanges,
     ) -> Result<Self, ApiError> {
         let account_id = accounts::platform_account_id(store.as_ref()).await?;
-        Ok(Self { store, account_id: account_id.into(), ingest, ledger, changes })
+        Ok(Self { store, account_id: account_id.into(), ingest, ledger })
     }
 }

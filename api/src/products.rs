@@ -1,6 +1,6 @@
 //! Products and their versions (`semantics.md` §6): create, list, get, delete, new versions,
-//! publish / make default / archive, and the subscribers of a product. Every successful write is
-//! announced on the catalog change feed so rating caches drop the product.
+//! publish / make default / archive, and the subscribers of a product. Raters cache products and
+//! reload one only when a pinned version is missing: published versions never change.
 
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
@@ -142,7 +142,6 @@ pub async fn create(
         .expect(Expect::Absent)
         .unique("code", product.code.clone());
     state.store.write(vec![op]).await?;
-    state.changes.product_changed(product.id.as_str());
     Ok((StatusCode::CREATED, Json(ProductVersionCreated::new(&product, &product.versions[0]))))
 }
 
@@ -179,7 +178,6 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
         Ok(Change::new(()))
     })
     .await?;
-    state.changes.product_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -212,7 +210,6 @@ pub async fn create_version(
         Ok(Change::new(created).unique("code", Some(&product.code)))
     })
     .await?;
-    state.changes.product_changed(&id);
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -262,7 +259,6 @@ pub async fn update_version(
         Ok(Change::new(()).unique("code", Some(&product.code)))
     })
     .await?;
-    state.changes.product_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -287,7 +283,6 @@ pub async fn archive_version(
         Ok(Change::new(()).unique("code", Some(&product.code)))
     })
     .await?;
-    state.changes.product_changed(&id);
     Ok(StatusCode::NO_CONTENT)
 }
 

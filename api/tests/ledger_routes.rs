@@ -45,14 +45,8 @@ impl Harness {
             ledger_writer::spawn_all(store.clone(), log.clone(), posted.clone(), options, stop);
         }
         let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), Default::default()));
-        let state = api::AppState::load(
-            store.clone(),
-            ingest,
-            LedgerClient::new(log, posted),
-            rater::catalog::CatalogChanges::new(),
-        )
-        .await
-        .expect("state");
+        let state =
+            api::AppState::load(store.clone(), ingest, LedgerClient::new(log, posted)).await.expect("state");
         Self { app: api::router(state), store, _writers: writers, _dir: dir }
     }
 

@@ -49,8 +49,7 @@ async fn the_router_serves_every_route_of_the_table() {
         eventlog::open(&format!("embedded:{}", dir.path().join("log").display()), options).expect("log");
     let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), ingest::IngestOptions::default()));
     let ledger = ledger_writer::LedgerClient::new(log, ledger_writer::Posted::new(2));
-    let changes = rater::catalog::CatalogChanges::new();
-    let state = api::AppState::load(store, ingest, ledger, changes).await.expect("state");
+    let state = api::AppState::load(store, ingest, ledger).await.expect("state");
     let app = api::router(state);
     for (method, path) in api::routes::ROUTES {
         // Fill path parameters with plausible values.

@@ -1,22 +1,28 @@
 //! The catalog as one rater worker sees it: customers (their subscriptions) and products (their
-//! versions), loaded from the store on first use and kept until the change feed says otherwise.
+//! versions), loaded from the store on first use.
 //!
-//! Each worker task owns its cache, so there are no locks. Published versions are immutable and
-//! versions are only ever added, so a cached product is right for every version it holds; a
-//! pinned version it does not hold yet triggers a reload. Customers change (subscriptions,
-//! external id), so they are evicted on [`Change::Customer`]. A lagged feed clears everything.
+//! Each worker task owns its cache, so there are no locks, and nothing needs to tell it about
+//! changes, which is what lets raters run in other processes than the API:
+//! - Customers change (subscriptions, external id). Before rating a batch the worker calls
+//!   [`CatalogCache::refresh_customers`] with the batch's customers: one `get_many` from the
+//!   store, and every cached customer whose stored revision moved is replaced (or dropped, if it
+//!   is gone). A subscription answered 201 before an event was accepted is therefore in the store
+//!   before that event's batch is read, and the event is rated with it.
+//! - Published product versions are immutable and versions are only ever added, so a cached
+//!   product is right for every version it holds; a pinned version it does not hold yet triggers
+//!   a reload.
 
-use crate::catalog::Change;
 use schemas::catalog::Product;
 use schemas::customer::Customer;
 use std::collections::HashMap;
 use std::sync::Arc;
-use store::typed::get_doc;
+use store::typed::{decode, get_doc};
 use store::{Store, StoreError, Table};
 
 #[derive(Default)]
 pub struct CatalogCache {
-    customers: HashMap<String, Arc<Customer>>,
+    /// By id: the store revision the cached document was read at, and the document.
+    customers: HashMap<String, (u64, Arc<Customer>)>,
     products: HashMap<String, Arc<Product>>,
 }
 
@@ -25,22 +31,31 @@ impl CatalogCache {
         Self::default()
     }
 
-    /// Drops what `change` names.
-    pub fn apply(&mut self, change: &Change) {
-        match change {
-            Change::Customer(id) => {
+    /// Brings the cached customers among `ids` up to date with the store, in one read. Ids not
+    /// cached yet are cached now; a customer that is gone or unreadable is dropped (its lookup then
+    /// reports it).
+    pub async fn refresh_customers(&mut self, store: &dyn Store, ids: &[String]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        for (id, record) in ids.iter().zip(store.get_many(Table::Customers, ids).await?) {
+            let Some(record) = record else {
                 self.customers.remove(id);
+                continue;
+            };
+            if self.customers.get(id).is_some_and(|(revision, _)| *revision == record.revision) {
+                continue;
             }
-            Change::Product(id) => {
-                self.products.remove(id);
+            match decode::<Customer>(Table::Customers, record) {
+                Ok(doc) => {
+                    self.customers.insert(id.clone(), (doc.revision, Arc::new(doc.value)));
+                }
+                Err(_) => {
+                    self.customers.remove(id);
+                }
             }
         }
-    }
-
-    /// Drops everything (the change feed lagged: some changes were missed).
-    pub fn clear(&mut self) {
-        self.customers.clear();
-        self.products.clear();
+        Ok(())
     }
 
     /// The customer `id`, from the cache or the store; `None` if there is no such customer
@@ -50,14 +65,14 @@ impl CatalogCache {
         store: &dyn Store,
         id: &str,
     ) -> Result<Option<Arc<Customer>>, StoreError> {
-        if let Some(customer) = self.customers.get(id) {
+        if let Some((_, customer)) = self.customers.get(id) {
             return Ok(Some(Arc::clone(customer)));
         }
         let Some(doc) = get_doc::<Customer>(store, Table::Customers, id).await? else {
             return Ok(None);
         };
         let customer = Arc::new(doc.value);
-        self.customers.insert(id.to_string(), Arc::clone(&customer));
+        self.customers.insert(id.to_string(), (doc.revision, Arc::clone(&customer)));
         Ok(Some(customer))
     }
 
@@ -123,7 +138,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_cached_customer_is_kept_until_its_change_is_announced() {
+    async fn a_cached_customer_is_replaced_when_a_refresh_finds_a_newer_revision() {
         let dir = tempfile::tempdir().unwrap();
         let store = store::open(dir.path().to_str().unwrap()).unwrap();
         let store = store.as_ref();
@@ -134,18 +149,26 @@ mod tests {
         assert_eq!(cache.customer(store, "cust_1").await.unwrap().unwrap().name, "before");
         put(store, Table::Customers, "cust_1", &customer("after")).await;
         assert_eq!(cache.customer(store, "cust_1").await.unwrap().unwrap().name, "before", "cached");
-        cache.apply(&Change::Product("cust_1".into()));
+        // A refresh of other customers leaves it alone.
+        cache.refresh_customers(store, &["cust_2".to_string()]).await.unwrap();
         assert_eq!(cache.customer(store, "cust_1").await.unwrap().unwrap().name, "before");
-        cache.apply(&Change::Customer("cust_1".into()));
+        cache.refresh_customers(store, &["cust_1".to_string()]).await.unwrap();
         assert_eq!(cache.customer(store, "cust_1").await.unwrap().unwrap().name, "after");
 
-        put(store, Table::Customers, "cust_1", &customer("again")).await;
-        cache.clear();
-        assert_eq!(cache.customer(store, "cust_1").await.unwrap().unwrap().name, "again");
+        // Not cached yet: the refresh caches it.
+        put(store, Table::Customers, "cust_3", &customer("three")).await;
+        cache.refresh_customers(store, &["cust_3".to_string()]).await.unwrap();
+        put(store, Table::Customers, "cust_3", &customer("three again")).await;
+        assert_eq!(cache.customer(store, "cust_3").await.unwrap().unwrap().name, "three");
+
+        // Gone from the store: dropped, and the lookup reports it.
+        store.write(vec![Op::delete(Table::Customers, "cust_1")]).await.unwrap();
+        cache.refresh_customers(store, &["cust_1".to_string()]).await.unwrap();
+        assert!(cache.customer(store, "cust_1").await.unwrap().is_none());
     }
 
     #[tokio::test]
-    async fn a_product_is_reloaded_when_a_pinned_version_is_missing_or_it_changed() {
+    async fn a_product_is_reloaded_only_when_a_pinned_version_is_missing() {
         let dir = tempfile::tempdir().unwrap();
         let store = store::open(dir.path().to_str().unwrap()).unwrap();
         let store = store.as_ref();
@@ -158,11 +181,10 @@ mod tests {
         let reloaded = cache.product(store, "prod_1", 2).await.unwrap().unwrap();
         assert_eq!(reloaded.versions.len(), 2);
 
+        // Versions never change once published, so a cached product stays as it is.
         let mut renamed = product(&[1, 2]);
         renamed.name = "Renamed".into();
         put(store, Table::Products, "prod_1", &renamed).await;
         assert_eq!(cache.product(store, "prod_1", 1).await.unwrap().unwrap().name, "P", "cached");
-        cache.apply(&Change::Product("prod_1".into()));
-        assert_eq!(cache.product(store, "prod_1", 1).await.unwrap().unwrap().name, "Renamed");
     }
 }

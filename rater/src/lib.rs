@@ -12,14 +12,12 @@
 //! - [`fixtures`]: catalog and event builders from JSON, shared by tests and benches.
 //!
 //! Around the core, the rater workers (IO, async):
-//! - [`catalog`]: the catalog change feed that invalidates caches.
 //! - [`cache`]: a worker's own cache of customers and products.
 //! - [`rated`]: one accepted request rated without customer state (`RawUsage` → `RatedUsage`).
 //! - [`worker`]: one task per `usage.raw` partition, forwarding rated usage to `ledger.input`.
 
 pub mod amount;
 pub mod cache;
-pub mod catalog;
 pub mod context;
 pub mod fee;
 pub mod fixtures;

@@ -13,21 +13,20 @@
 //! exist) end the task with an error.
 
 use crate::cache::CatalogCache;
-use crate::catalog::{CatalogChanges, Change};
 use crate::rated::{rate_usage, Products};
 use eventlog::{LogError, PartitionId, Record, SharedLog, Topic};
 use schemas::ledger::{LedgerInput, RatedUsage, RawUsage};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 use store::typed::get_doc;
 use store::{Op, SharedStore, StoreError, Table};
 use telemetry::METRICS;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// How long an idle worker waits for new records before looking at shutdown and changes again.
+/// How long an idle worker waits for new records before looking at shutdown again.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// Backoff bounds after a failed step.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -83,66 +82,63 @@ impl RaterProgress {
     }
 }
 
-/// Per-partition lag in records, shared by the tasks of one [`spawn_all`]; the
-/// `rater_lag_records` gauge is their sum.
-#[derive(Clone)]
+/// Every rater partition's lag in records, in this process; the `rater_lag_records` gauge is
+/// their sum. Written once per batch, so a mutex costs nothing measurable.
+static LAGS: Mutex<BTreeMap<PartitionId, u64>> = Mutex::new(BTreeMap::new());
+
+/// One partition's entry in [`LAGS`]; it leaves the sum when the worker stops (the partition may
+/// move to another process).
 struct Lag {
-    partitions: Arc<[AtomicU64]>,
-    index: usize,
+    partition: PartitionId,
 }
 
 impl Lag {
-    fn shared(count: usize) -> Arc<[AtomicU64]> {
-        (0..count).map(|_| AtomicU64::new(0)).collect()
-    }
-
     fn set(&self, lag: u64) {
-        if let Some(slot) = self.partitions.get(self.index) {
-            slot.store(lag, Ordering::Relaxed);
-        }
-        METRICS.rater_lag_records.set(self.partitions.iter().map(|p| p.load(Ordering::Relaxed)).sum());
+        let Ok(mut lags) = LAGS.lock() else { return };
+        lags.insert(self.partition, lag);
+        METRICS.rater_lag_records.set(lags.values().sum());
     }
 }
 
-/// One task per partition of `usage.raw`; runs until `shutdown` is true (or its sender is
-/// dropped).
+impl Drop for Lag {
+    fn drop(&mut self) {
+        let Ok(mut lags) = LAGS.lock() else { return };
+        lags.remove(&self.partition);
+        METRICS.rater_lag_records.set(lags.values().sum());
+    }
+}
+
+/// One task per partition of `usage.raw` (the whole log in one process); runs until `shutdown`
+/// is true (or its sender is dropped).
 pub fn spawn_all(
     store: SharedStore,
     log: SharedLog,
-    changes: &CatalogChanges,
     options: RaterOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Vec<JoinHandle<Result<(), RaterError>>> {
-    let count = log.partition_count();
-    let lag = Lag::shared(count as usize);
-    (0..count)
+    (0..log.partition_count())
         .map(|partition| {
-            let worker = Worker::new(
+            tokio::spawn(run_partition(
                 store.clone(),
                 log.clone(),
                 partition,
-                changes.subscribe(),
                 options.clone(),
-                Lag { partitions: Arc::clone(&lag), index: partition as usize },
-            );
-            tokio::spawn(worker.run(shutdown.clone()))
+                shutdown.clone(),
+            ))
         })
         .collect()
 }
 
 /// Rates partition `partition` of `usage.raw` until `shutdown` is true (or its sender is
-/// dropped). Run alone, the `rater_lag_records` gauge shows this partition's lag only; use
-/// [`spawn_all`] to run every partition.
+/// dropped).
 pub async fn run_partition(
     store: SharedStore,
     log: SharedLog,
     partition: u32,
-    changes: broadcast::Receiver<Change>,
     options: RaterOptions,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), RaterError> {
-    let lag = Lag { partitions: Lag::shared(1), index: 0 };
-    Worker::new(store, log, partition, changes, options, lag).run(shutdown).await
+    Worker::new(store, log, partition, options).run(shutdown).await
 }
 
 /// What one step of the loop did.
@@ -157,7 +153,6 @@ struct Worker {
     store: SharedStore,
     log: SharedLog,
     partition: PartitionId,
-    changes: broadcast::Receiver<Change>,
     options: RaterOptions,
     lag: Lag,
     cache: CatalogCache,
@@ -168,21 +163,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(
-        store: SharedStore,
-        log: SharedLog,
-        partition: PartitionId,
-        changes: broadcast::Receiver<Change>,
-        options: RaterOptions,
-        lag: Lag,
-    ) -> Self {
+    fn new(store: SharedStore, log: SharedLog, partition: PartitionId, options: RaterOptions) -> Self {
         Self {
             store,
             log,
             partition,
-            changes,
             options,
-            lag,
+            lag: Lag { partition },
             cache: CatalogCache::new(),
             next: 0,
             stored: None,
@@ -238,24 +225,6 @@ impl Worker {
         Ok(())
     }
 
-    /// Applies the catalog changes announced so far to the cache.
-    fn drain_changes(&mut self) {
-        loop {
-            match self.changes.try_recv() {
-                Ok(change) => self.cache.apply(&change),
-                Err(broadcast::error::TryRecvError::Lagged(missed)) => {
-                    tracing::warn!(
-                        partition = self.partition,
-                        missed,
-                        "catalog changes lagged; cache cleared"
-                    );
-                    self.cache.clear();
-                }
-                Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => break,
-            }
-        }
-    }
-
     /// Reads one batch, rates it, forwards it and stores the progress; or waits for records.
     async fn step(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<Step, RaterError> {
         let max = self.options.max_batch_records.max(1);
@@ -272,11 +241,16 @@ impl Worker {
             return Ok(Step::Continue);
         };
 
-        self.drain_changes();
+        let raws: Vec<(u64, Option<RawUsage>)> = records.iter().map(|r| (r.offset, self.decode(r))).collect();
+        let customers: BTreeSet<&str> =
+            raws.iter().filter_map(|(_, raw)| raw.as_ref()).map(|raw| raw.customer_id.as_str()).collect();
+        let customers: Vec<String> = customers.into_iter().map(str::to_string).collect();
+        self.cache.refresh_customers(self.store.as_ref(), &customers).await?;
         let mut inputs = Vec::with_capacity(records.len());
         let mut events = 0u64;
-        for record in &records {
-            if let Some(input) = self.rate_record(record).await? {
+        for (offset, raw) in raws {
+            let Some(raw) = raw else { continue };
+            if let Some(input) = self.rate(offset, raw).await? {
                 events += input.events.len() as u64;
                 let key = input.customer_id.as_bytes().to_vec();
                 let value = serde_json::to_vec(&LedgerInput::Usage(input))
@@ -297,16 +271,21 @@ impl Worker {
         Ok(Step::Continue)
     }
 
-    /// One `usage.raw` record rated, or `None` (logged) if it cannot be.
-    async fn rate_record(&mut self, record: &Record) -> Result<Option<RatedUsage>, RaterError> {
-        let (partition, offset) = (self.partition, record.offset);
-        let raw: RawUsage = match serde_json::from_slice(&record.value) {
-            Ok(raw) => raw,
+    /// One `usage.raw` record decoded, or `None` (logged) if it does not decode.
+    fn decode(&self, record: &Record) -> Option<RawUsage> {
+        match serde_json::from_slice(&record.value) {
+            Ok(raw) => Some(raw),
             Err(err) => {
-                tracing::error!(partition, offset, error = %err, "undecodable usage record skipped");
-                return Ok(None);
+                tracing::error!(partition = self.partition, offset = record.offset, error = %err, "undecodable usage record skipped");
+                None
             }
-        };
+        }
+    }
+
+    /// One accepted request rated, or `None` (logged) if it cannot be. The batch's customers were
+    /// refreshed just before, so the cache holds what the store holds.
+    async fn rate(&mut self, offset: u64, raw: RawUsage) -> Result<Option<RatedUsage>, RaterError> {
+        let partition = self.partition;
         let store = self.store.as_ref();
         let customer = match self.cache.customer(store, &raw.customer_id).await {
             Ok(Some(customer)) => customer,

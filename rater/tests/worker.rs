@@ -1,9 +1,8 @@
 //! The rater workers against a real embedded log and store: what they forward to `ledger.input`,
-//! and how they resume and follow catalog changes.
+//! and how they resume and see catalog changes.
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its location
 
 use eventlog::{LogOptions, SharedLog, Topic};
-use rater::catalog::CatalogChanges;
 use rater::fixtures::{event_with_id, usage_price, version};
 use rater::{spawn_all, RaterError, RaterOptions, RaterProgress};
 use schemas::catalog::{Product, ProductVersion};
@@ -41,7 +40,6 @@ struct Pipeline {
     _dir: TempDir,
     store: SharedStore,
     log: SharedLog,
-    changes: CatalogChanges,
 }
 
 struct Running {
@@ -67,13 +65,12 @@ impl Pipeline {
             LogOptions { partitions: PARTITIONS, ..LogOptions::default() },
         )
         .unwrap();
-        Self { _dir: dir, store, log, changes: CatalogChanges::new() }
+        Self { _dir: dir, store, log }
     }
 
     fn start(&self) -> Running {
         let (shutdown, watch) = watch::channel(false);
-        let tasks =
-            spawn_all(self.store.clone(), self.log.clone(), &self.changes, RaterOptions::default(), watch);
+        let tasks = spawn_all(self.store.clone(), self.log.clone(), RaterOptions::default(), watch);
         assert_eq!(tasks.len(), PARTITIONS as usize, "one task per partition");
         Running { shutdown, tasks }
     }
@@ -291,7 +288,7 @@ async fn progress_resumes_after_a_restart_without_forwarding_twice() {
 }
 
 #[tokio::test]
-async fn a_customer_changed_notification_makes_the_worker_see_a_new_subscription() {
+async fn a_subscription_stored_before_an_event_is_read_rates_that_event_without_any_notification() {
     let pipeline = Pipeline::new();
     pipeline.put_product("prod_1", vec![version(1, json!([chat_price()]))]).await;
     pipeline.put_customer(&[]).await;
@@ -300,7 +297,6 @@ async fn a_customer_changed_notification_makes_the_worker_see_a_new_subscription
     assert!(pipeline.forwarded(1).await[0].events[0].fees.is_empty(), "not subscribed yet");
 
     pipeline.put_customer(&[(SubscriptionStatus::Active, "prod_1", 1)]).await;
-    pipeline.changes.customer_changed(CUSTOMER);
     pipeline.append_raw(CUSTOMER, vec![chat("evt_2", 2353)]).await;
     let inputs = pipeline.forwarded(2).await;
     running.stop().await;
@@ -318,7 +314,7 @@ async fn a_pinned_version_missing_from_the_cached_product_is_reloaded() {
     pipeline.append_raw(CUSTOMER, vec![chat("evt_1", 1000000)]).await;
     assert_eq!(pipeline.forwarded(1).await[0].events[0].fees[0].fee.amount, d("1.25"));
 
-    // Version 2 doubles the rate; only the customer's change is announced.
+    // Version 2 doubles the rate; the customer re-pins to it (nothing is announced).
     let v2_price = usage_price(
         "chat",
         "volume",
@@ -327,7 +323,6 @@ async fn a_pinned_version_missing_from_the_cached_product_is_reloaded() {
     );
     pipeline.put_product("prod_1", vec![v1, version(2, json!([v2_price]))]).await;
     pipeline.put_customer(&[(SubscriptionStatus::Active, "prod_1", 2)]).await;
-    pipeline.changes.customer_changed(CUSTOMER);
     pipeline.append_raw(CUSTOMER, vec![chat("evt_2", 1000000)]).await;
     let inputs = pipeline.forwarded(2).await;
     running.stop().await;
