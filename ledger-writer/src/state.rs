@@ -46,10 +46,21 @@ pub struct PartitionProgress {
     /// Bumped by every writer that takes the partition; a write carrying an older epoch is
     /// refused, so a writer that lost the partition cannot post.
     pub epoch: u64,
+    /// The first offset of the batch that moved `next_offset` here. A writer that (re)starts
+    /// reads from here: on a store that applies a batch one customer partition at a time
+    /// (ScyllaDB, `docs/scylla.md`) a crash can leave some customers of that batch unwritten,
+    /// and re-applying it posts only theirs (the others' `applied_offset` already moved past).
+    #[serde(default)]
+    pub batch_start: u64,
 }
 
 impl PartitionProgress {
     pub fn key(partition: u32) -> String {
         format!("writer/{partition}")
+    }
+
+    /// Where a writer taking over or starting again reads from: the start of the last batch.
+    pub fn resume_from(&self) -> u64 {
+        self.batch_start.min(self.next_offset)
     }
 }

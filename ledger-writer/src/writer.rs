@@ -95,7 +95,7 @@ pub async fn run_partition(
     let mut events_per_record = 1.0;
     let mut backoff = FIRST_BACKOFF;
     let mut in_flight: Option<InFlight> = None;
-    let mut next_read = writer.progress.next_offset;
+    let mut next_read = writer.progress.resume_from();
     loop {
         if *shutdown.borrow() {
             return match in_flight.take() {
@@ -138,7 +138,7 @@ pub async fn run_partition(
         };
         // Nothing is in flight here: start again from the last commit.
         writer.forget();
-        next_read = writer.progress.next_offset;
+        next_read = writer.progress.resume_from();
         match failure {
             Failure::Fenced => {
                 tracing::warn!(
@@ -296,8 +296,7 @@ impl Writer {
             Some(doc) => (doc.value, Expect::Revision(doc.revision), doc.revision + 1),
             None => (PartitionProgress::default(), Expect::Absent, 1),
         };
-        let progress =
-            PartitionProgress { next_offset: previous.next_offset, epoch: previous.epoch.saturating_add(1) };
+        let progress = PartitionProgress { epoch: previous.epoch.saturating_add(1), ..previous };
         match store.write(vec![Op::put_doc(Table::Offsets, &key, &progress)?.expect(expect)]).await {
             Ok(()) => {}
             Err(StoreError::Conflict { .. }) => return Err(WriterError::Fenced { partition }),
@@ -350,7 +349,8 @@ impl Writer {
             }
         }
         let last = records.last().map_or(self.progress.next_offset, |r| r.offset + 1);
-        let next = PartitionProgress { next_offset: last, epoch: self.progress.epoch };
+        let first = records.first().map_or(self.progress.next_offset, |r| r.offset);
+        let next = PartitionProgress { next_offset: last, epoch: self.progress.epoch, batch_start: first };
         self.next_revision = self.revision + u64::from(behind_commit);
         let ops = self.batch(next, &out).map_err(Failure::Retry)?;
         Ok(Prepared { ops, next, records: records.len(), out })

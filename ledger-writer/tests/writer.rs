@@ -159,8 +159,12 @@ impl Pipeline {
             let stored =
                 get_doc::<PartitionProgress>(self.store.as_ref(), Table::Offsets, &key).await.expect("read");
             let epoch = stored.map_or(0, |d| d.value.epoch);
-            let op =
-                Op::put_doc(Table::Offsets, key, &PartitionProgress { next_offset: 0, epoch }).expect("op");
+            let op = Op::put_doc(
+                Table::Offsets,
+                key,
+                &PartitionProgress { next_offset: 0, epoch, batch_start: 0 },
+            )
+            .expect("op");
             self.store.write(vec![op]).await.expect("rewind");
         }
     }
@@ -433,7 +437,7 @@ async fn a_second_writer_fences_the_first_whose_next_commit_posts_nothing() {
         stop,
     ));
     p.post(&adj(c, "before", "10", AdjustmentReason::Gift, "2026-11-15T12:00:00Z")).await;
-    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 1 });
+    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 1, batch_start: 0 });
 
     // A second writer takes the partition (and is told to stop at once, so it applies nothing).
     let second = run_partition(
@@ -445,14 +449,14 @@ async fn a_second_writer_fences_the_first_whose_next_commit_posts_nothing() {
         watch::channel(true).1,
     );
     second.await.expect("the second writer started and stopped");
-    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 2 });
+    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 2, batch_start: 0 });
 
     p.append(&adj(c, "after", "5", AdjustmentReason::Gift, "2026-11-15T12:00:01Z")).await;
     let result = first.await.expect("first writer task");
     assert!(matches!(result, Err(WriterError::Fenced { partition: q }) if q == partition), "{result:?}");
     assert!(p.transaction(c, "after").await.is_none(), "a fenced writer posts nothing");
     assert_eq!(p.posted.applied(partition), 1, "nor does it release waiters");
-    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 2 });
+    assert_eq!(progress().await.value, PartitionProgress { next_offset: 1, epoch: 2, batch_start: 0 });
     assert_eq!(p.available(c).await, d("10"));
 }
 
@@ -532,4 +536,56 @@ async fn an_undecodable_record_is_skipped_and_the_partition_moves_on() {
     p.post(&adj(c, "ok", "5", AdjustmentReason::Gift, "2026-11-15T12:00:00Z")).await;
     assert_eq!(p.available(c).await, d("5"));
     p.stop().await;
+}
+
+/// A store that applies a batch one customer partition at a time (ScyllaDB) can crash after the
+/// progress record and some customers were written but not others. The next writer reads the
+/// last batch again from its start: the customers already written skip it, the others post it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_left_half_written_is_completed_once_by_the_next_writer() {
+    let mut p = Pipeline::new();
+    let first = "cust_a";
+    let partition = partition_for(first.as_bytes(), PARTITIONS);
+    let second = (0..)
+        .map(|i| format!("cust_b{i}"))
+        .find(|c| partition_for(c.as_bytes(), PARTITIONS) == partition)
+        .expect("a second customer of the partition");
+    // Both inputs are in the log before the writer starts: one batch.
+    p.append(&adj(first, "topup_a", "10", AdjustmentReason::ExternalTopup, "2026-11-15T12:00:00Z")).await;
+    p.append(&adj(&second, "topup_b", "7", AdjustmentReason::ExternalTopup, "2026-11-15T12:00:01Z")).await;
+    p.start();
+    p.drain().await;
+    p.stop().await;
+    let progress =
+        get_doc::<PartitionProgress>(p.store.as_ref(), Table::Offsets, &PartitionProgress::key(partition))
+            .await
+            .expect("progress")
+            .expect("stored")
+            .value;
+    assert_eq!((progress.batch_start, progress.next_offset), (0, 2), "one batch of two inputs");
+    let a_before = (p.ledger(first).await, p.transactions(first).await);
+
+    // The second customer's part "did not land".
+    let mut undo = vec![Op::delete(Table::Ledger, second.as_str())];
+    for tx in p.transactions(&second).await {
+        undo.push(Op::delete(Table::Transactions, Transaction::key(&second, &tx.id)));
+    }
+    p.store.write(undo).await.expect("undo");
+    assert!(p.transactions(&second).await.is_empty());
+
+    p.start();
+    let deadline = tokio::time::Instant::now() + POSTED_WITHIN;
+    while p.transactions(&second).await.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the second customer's input was never posted again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    p.drain().await;
+    p.stop().await;
+    assert_eq!(p.available(&second).await, d("7"));
+    assert_eq!(p.transactions(&second).await.len(), 1);
+    assert_eq!(
+        (p.ledger(first).await, p.transactions(first).await),
+        a_before,
+        "the first customer is untouched"
+    );
 }
