@@ -7,6 +7,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 
+# The Kafka tests run against a real Kafka-protocol broker, tansu, installed once into the user's
+# cache directory (a few minutes the first time; nothing afterwards).
+echo "==> tansu (Kafka-protocol broker for the Kafka tests)"
+TANSU_BIN="$(bash scripts/tansu.sh)"
+export TANSU_BIN
+
 echo "==> cargo test --workspace --all-targets"
 cargo test --workspace --all-targets
 

@@ -6,8 +6,18 @@
 //! customer id), so one ledger writer sees a customer's inputs in one total order. `append`
 //! returns only once its records are durable: ingest answers 204 on that promise.
 //!
-//! - [`embedded`]: the default backend, segment files on local disk
-//!   (`<dir>/<topic>/<partition>/<20-digit base offset>.log`) and the recovery that runs on open.
+//! Backends, chosen by URL ([`connect`]):
+//!
+//! - [`embedded`] (`embedded:<dir>` or a bare path): the default backend, segment files on local
+//!   disk (`<dir>/<topic>/<partition>/<20-digit base offset>.log`) and the recovery that runs on
+//!   open. One process owns every partition.
+//! - [`kafka`] (`kafka://host:port[,...][?prefix=...]`): topics `{prefix}usage.raw` and
+//!   `{prefix}ledger.input` on a Kafka cluster, through librdkafka; partitions are owned through
+//!   Kafka consumer groups, so the roles scale out over processes.
+//!
+//! Modules:
+//!
+//! - [`embedded`]: the embedded backend and the recovery that runs on open.
 //! - `segment` (private): the record frame, positional frame reads, the sparse offset index.
 //! - `group_commit` (private): one writer task per partition turning many queued appends into
 //!   one write and one fsync.
@@ -17,15 +27,20 @@
 //!   that inspect segment bytes.
 //! - [`conformance`]: the contract as a test suite, generic over the backend; every backend runs
 //!   it (`log_conformance_tests!`).
+//! - [`kafka`]: the Kafka backend; [`membership`]: which partitions a process owns.
+//! - [`testing`]: a real tansu broker (Kafka protocol) for tests.
 
 pub mod conformance;
 pub mod embedded;
 mod group_commit;
+pub mod kafka;
 pub mod membership;
 mod partitioner;
 mod segment;
+pub mod testing;
 
 pub use embedded::{EmbeddedLog, LogStats};
+pub use kafka::KafkaLog;
 pub use membership::Membership;
 pub use partitioner::{murmur2, partition_for};
 
@@ -120,6 +135,9 @@ pub enum LogError {
     UnsupportedBackend(String),
     #[error("the embedded log must be opened inside a tokio runtime")]
     NoRuntime,
+    /// The brokers are unreachable or refused (Kafka); retrying later may succeed.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl LogError {
@@ -194,4 +212,14 @@ pub fn open(url: &str, options: LogOptions) -> Result<SharedLog, LogError> {
         return Err(LogError::UnsupportedBackend(scheme.to_string()));
     }
     Ok(Arc::new(EmbeddedLog::open(path, options)?))
+}
+
+/// Opens the backend named by `url`: `kafka://...` (the [`kafka`] module docs give the URL's
+/// parameters; the topics are created if absent), `embedded:<directory>` or a bare directory
+/// path. Must run inside a tokio runtime.
+pub async fn connect(url: &str, options: LogOptions) -> Result<SharedLog, LogError> {
+    if url.starts_with("kafka://") {
+        return Ok(Arc::new(KafkaLog::connect(url, options).await?));
+    }
+    open(url, options)
 }
