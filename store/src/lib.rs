@@ -4,17 +4,28 @@
 //! - [`model`]: tables, records, write batches with preconditions and unique keys, errors.
 //! - [`typed`]: JSON documents on top of records (`get_doc`, `Op::put_doc`).
 //! - [`embedded`]: the default backend, a crash-safe transactional file (redb).
+//! - [`scylla`]: the distributed backend, a ScyllaDB (Cassandra-compatible) cluster.
 //! - [`conformance`]: the contract as a test suite, generic over the backend; every backend runs it.
 //!
-//! The contract: a [`WriteBatch`] is applied atomically and durably (all or nothing, on disk when
-//! `write` returns), its preconditions are checked inside the same transaction, and unique keys
-//! are claimed and released with the records that own them.
+//! [`open`] opens the embedded store; [`connect`] opens either, by URL.
+//!
+//! The contract: a [`WriteBatch`] is applied durably (on disk when `write` returns), its
+//! preconditions are checked inside the same transaction as its writes, and unique keys are
+//! claimed and released with the records that own them. Atomicity: the embedded store applies a
+//! whole batch or nothing. The ScyllaDB backend has no multi-partition transactions: it applies a
+//! batch partition by partition, in the order each partition first appears in the batch, each
+//! partition all or nothing, and stops at the first partition whose preconditions fail (the
+//! partitions before it stay written). Everything one customer owns (its `Ledger` record, its
+//! `Transactions`, `WalletAccounts` and `Events`) is one partition, so what the ledger writer
+//! posts for a customer is always all or nothing (see [`scylla`] and docs/scylla.md).
 
 pub mod conformance;
 pub mod embedded;
 pub mod model;
+pub mod scylla;
 pub mod typed;
 
+pub use self::scylla::{ScyllaConfig, ScyllaStore};
 pub use embedded::EmbeddedStore;
 pub use model::{Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey, WriteBatch};
 pub use typed::Doc;
@@ -46,7 +57,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_unique(&self, table: Table, index: &str, value: &str)
         -> Result<Option<String>, StoreError>;
 
-    /// Applies every operation of `batch` atomically and durably, or none of them.
+    /// Applies the operations of `batch` durably: all or none of them (per partition on a backend
+    /// without multi-partition transactions; see the crate docs).
     async fn write(&self, batch: WriteBatch) -> Result<(), StoreError>;
 }
 
@@ -60,4 +72,18 @@ pub fn open(url: &str) -> Result<SharedStore, StoreError> {
         return Err(StoreError::Backend(format!("unsupported store backend `{scheme}`")));
     }
     Ok(Arc::new(EmbeddedStore::open(path)?))
+}
+
+/// Opens the backend named by `url`: `embedded:<directory>` (or a bare directory path, as
+/// [`open`]), or `scylla://host:port[,host:port...]/keyspace[?replication=N]`, connecting to the
+/// cluster and creating or migrating the schema.
+pub async fn connect(url: &str) -> Result<SharedStore, StoreError> {
+    if url.starts_with("scylla://") {
+        return Ok(Arc::new(ScyllaStore::connect(url).await?));
+    }
+    let url = url.to_string();
+    // Opening the file reads and may repair it: off the async workers.
+    tokio::task::spawn_blocking(move || open(&url))
+        .await
+        .map_err(|e| StoreError::Backend(format!("open the embedded store: {e}")))?
 }
