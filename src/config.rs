@@ -1,5 +1,7 @@
 //! Configuration. Precedence, highest first: command-line flag, environment variable, config
-//! file (`--config`, TOML), built-in default. Every option has a default that works on a laptop.
+//! file (`--config`, TOML), built-in default. Every option of `drawdown serve` has a default that
+//! works on a laptop; the distributed roles ([`RoleConfig`]) must be told where the log and the
+//! store are.
 
 use anyhow::Context;
 use serde::Deserialize;
@@ -22,13 +24,39 @@ pub struct Config {
     pub partitions: u32,
 }
 
-/// What a config file may set.
+/// The effective configuration of a distributed role (`drawdown ingest|rater|ledger-writer|api`).
+#[derive(Clone, Debug)]
+pub struct RoleConfig {
+    pub listen: SocketAddr,
+    /// The log backend: `kafka://host:port?prefix=..` or `embedded:<dir>`.
+    pub log: String,
+    /// The store backend: `scylla://host:port/keyspace` or `embedded:<dir>`.
+    pub store: String,
+    /// The test-mode API key (`DRAWDOWN_API_KEY`; the `api` and `ingest` roles).
+    pub api_key: Option<String>,
+    /// Partitions of each topic, used when the log creates its topics.
+    pub partitions: u32,
+}
+
+/// What flags and environment gave a role (clap merges the two), before the file and defaults.
+#[derive(Clone, Debug, Default)]
+pub struct RoleOverrides {
+    pub listen: Option<SocketAddr>,
+    pub log: Option<String>,
+    pub store: Option<String>,
+    pub partitions: Option<u32>,
+}
+
+/// What a config file may set. `log` and `store` are read by the roles only; `data_dir` by
+/// `drawdown serve` only.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub partitions: Option<u32>,
+    pub log: Option<String>,
+    pub store: Option<String>,
 }
 
 impl FileConfig {
@@ -47,19 +75,50 @@ impl Config {
         api_key: Option<String>,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
-        let partitions = partitions.or(file.partitions).unwrap_or(DEFAULT_PARTITIONS);
-        anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024");
-        let listen = match listen.or(file.listen) {
-            Some(l) => l,
-            None => DEFAULT_LISTEN.parse().context("default listen address")?,
-        };
         Ok(Self {
-            listen,
+            listen: resolve_listen(listen.or(file.listen))?,
             data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            api_key: api_key.filter(|k| !k.trim().is_empty()),
-            partitions,
+            api_key: non_blank(api_key),
+            partitions: resolve_partitions(partitions.or(file.partitions))?,
         })
     }
+}
+
+impl RoleConfig {
+    /// Merges flags/env over the file over the defaults; the log and the store have no default.
+    pub fn resolve(flags: RoleOverrides, api_key: Option<String>, file: FileConfig) -> anyhow::Result<Self> {
+        Ok(Self {
+            listen: resolve_listen(flags.listen.or(file.listen))?,
+            log: required(flags.log.or(file.log), "log", "--log", "DRAWDOWN_LOG")?,
+            store: required(flags.store.or(file.store), "store", "--store", "DRAWDOWN_STORE")?,
+            api_key: non_blank(api_key),
+            partitions: resolve_partitions(flags.partitions.or(file.partitions))?,
+        })
+    }
+}
+
+fn resolve_listen(listen: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    match listen {
+        Some(l) => Ok(l),
+        None => DEFAULT_LISTEN.parse().context("default listen address"),
+    }
+}
+
+fn resolve_partitions(partitions: Option<u32>) -> anyhow::Result<u32> {
+    let partitions = partitions.unwrap_or(DEFAULT_PARTITIONS);
+    anyhow::ensure!((1..=1024).contains(&partitions), "partitions must be between 1 and 1024");
+    Ok(partitions)
+}
+
+fn non_blank(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// A backend URL that must be given one way or another.
+fn required(value: Option<String>, key: &str, flag: &str, env: &str) -> anyhow::Result<String> {
+    non_blank(value).ok_or_else(|| {
+        anyhow::anyhow!("no {key} backend: pass {flag} URL, set {env}, or set `{key}` in the config file")
+    })
 }
 
 #[cfg(test)]
@@ -79,6 +138,34 @@ mod tests {
         assert_eq!(d.api_key, None);
         assert_eq!(d.partitions, DEFAULT_PARTITIONS);
         assert!(Config::resolve(None, None, Some(0), None, FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn a_role_takes_its_backends_from_flags_over_the_file() {
+        let file: FileConfig =
+            toml::from_str("log = \"kafka://k:9092\"\nstore = \"scylla://s:9042/d\"\npartitions = 4")
+                .unwrap();
+        let flags = RoleOverrides { store: Some("embedded:/tmp/s".into()), ..RoleOverrides::default() };
+        let c = RoleConfig::resolve(flags, Some("sk_test_x".into()), file).unwrap();
+        assert_eq!(c.log, "kafka://k:9092");
+        assert_eq!(c.store, "embedded:/tmp/s");
+        assert_eq!(c.partitions, 4);
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.api_key.as_deref(), Some("sk_test_x"));
+    }
+
+    #[test]
+    fn a_role_without_a_log_or_a_store_is_refused_with_the_ways_to_give_one() {
+        let no_log = RoleOverrides { store: Some("embedded:/tmp/s".into()), ..RoleOverrides::default() };
+        let err = RoleConfig::resolve(no_log, None, FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("--log") && err.contains("DRAWDOWN_LOG"), "{err}");
+        let blank_store = RoleOverrides {
+            log: Some("embedded:/tmp/l".into()),
+            store: Some(" ".into()),
+            ..Default::default()
+        };
+        let err = RoleConfig::resolve(blank_store, None, FileConfig::default()).unwrap_err().to_string();
+        assert!(err.contains("--store"), "{err}");
     }
 
     #[test]

@@ -1,100 +1,110 @@
 //! The `drawdown` composition root: configuration, modes and wiring. The binary parses flags
-//! and calls [`Server::bind`] then [`Server::run`]; tests start the same server in-process on
-//! an ephemeral port.
+//! ([`cli`]) and calls [`Server::bind`] (or [`Server::bind_role`]) then [`Server::run`]; tests
+//! start the same servers in-process on ephemeral ports.
 //!
-//! Embedded mode wires, in one process over one data directory: the store (`<data>/store`),
-//! the log (`<data>/log`, topics `usage.raw` and `ledger.input`), one rater task and one ledger
-//! writer task per partition, and the HTTP API (with ingest behind `POST /events`).
+//! Embedded mode (`drawdown serve`) wires, in one process over one data directory: the store
+//! (`<data>/store`), the log (`<data>/log`, topics `usage.raw` and `ledger.input`), the raters and
+//! ledger writers of every partition, and the HTTP API (with ingest behind `POST /events`).
+//!
+//! Distributed mode runs the same pieces as separate roles over shared backends (Kafka, ScyllaDB):
+//! - `ingest`: `POST /events` only, appending to `usage.raw`;
+//! - `rater`: the `usage.raw` partitions assigned to it in group `raters`;
+//! - `ledger-writer`: the `ledger.input` partitions assigned to it in group `writers`;
+//! - `api`: the whole API; its adjustments and charges wait for the writers of other processes
+//!   through the store ([`Posted::follow_store`]).
+//!
+//! Every role serves `/healthz`, `/readyz` ([`readiness`]) and `/metrics`.
+//!
+//! - [`config`]: flags, environment, config file, defaults; [`cli`]: the command line.
+//! - [`backends`]: opening the store and the log from their URLs.
+//! - [`pipeline`]: raters and writers supervised per assigned partition.
+//! - [`readiness`]: what `/readyz` checks.
 
+pub mod backends;
+pub mod cli;
 pub mod config;
+pub mod pipeline;
+pub mod readiness;
 
-pub use config::Config;
+pub use backends::Backends;
+pub use config::{Config, RoleConfig};
 
 use anyhow::Context;
-use eventlog::LogOptions;
+use eventlog::Topic;
 use ledger_writer::writer::WriterOptions;
 use ledger_writer::{LedgerClient, Posted};
-use rater::catalog::CatalogChanges;
+use pipeline::Stage;
 use rater::worker::RaterOptions;
+use readiness::Dependencies;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-/// A bound, ready-to-serve embedded drawdown.
-pub struct Server {
-    listener: TcpListener,
-    state: api::AppState,
-    stages: Stages,
-    /// The test-mode key created on this start (first start without `DRAWDOWN_API_KEY`).
-    pub generated_api_key: Option<String>,
+/// How often the `api` role reads the writers' progress while a wallet command waits on it.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(5);
+
+/// A process of the distributed mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Ingest,
+    Rater,
+    LedgerWriter,
+    Api,
 }
 
-/// The pipeline's background tasks and the switch that stops them.
-struct Stages {
-    stop: watch::Sender<bool>,
-    raters: Vec<JoinHandle<Result<(), rater::worker::RaterError>>>,
-    writers: Vec<JoinHandle<Result<(), ledger_writer::writer::WriterError>>>,
-}
-
-impl Stages {
-    /// Raters first (nothing new reaches ledger.input), then writers, each finishing its batch.
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.raters {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("rater stopped with an error: {e}"),
-                Err(e) => tracing::error!("rater task failed: {e}"),
-            }
-        }
-        for task in self.writers {
-            match task.await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!("ledger writer stopped with an error: {e}"),
-                Err(e) => tracing::error!("ledger writer task failed: {e}"),
-            }
+impl Role {
+    /// The subcommand that runs it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Ingest => "ingest",
+            Role::Rater => "rater",
+            Role::LedgerWriter => "ledger-writer",
+            Role::Api => "api",
         }
     }
 }
 
-impl Server {
-    /// Opens the data directory, provisions the API key, starts the pipeline and binds the
-    /// listener.
-    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let store_dir = config.data_dir.join("store");
-        let store = store::open(&format!("embedded:{}", store_dir.display()))
-            .with_context(|| format!("opening the store in {}", store_dir.display()))?;
-        let log_dir = config.data_dir.join("log");
-        let options = LogOptions { partitions: config.partitions, ..LogOptions::default() };
-        let log = eventlog::open(&format!("embedded:{}", log_dir.display()), options)
-            .with_context(|| format!("opening the log in {}", log_dir.display()))?;
-        let generated_api_key = api::auth::provision_test_key(store.as_ref(), config.api_key.as_deref())
-            .await
-            .context("provisioning the API key")?;
+/// A bound, ready-to-serve drawdown process: `drawdown serve` or one role.
+pub struct Server {
+    listener: TcpListener,
+    app: axum::Router,
+    /// Stopped in order after the HTTP server: raters (nothing new reaches `ledger.input`),
+    /// then writers.
+    stages: Vec<Stage>,
+    /// The test-mode key created on this start (first start without `DRAWDOWN_API_KEY`).
+    pub generated_api_key: Option<String>,
+}
 
-        let (stop, stopped) = watch::channel(false);
-        let posted = Posted::new(log.partition_count());
-        let changes = CatalogChanges::new();
-        let writers = ledger_writer::writer::spawn_all(
-            store.clone(),
-            log.clone(),
-            posted.clone(),
-            WriterOptions::default(),
-            stopped.clone(),
-        );
-        let raters =
-            rater::worker::spawn_all(store.clone(), log.clone(), &changes, RaterOptions::default(), stopped);
-        let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), Default::default()));
-        let ledger = LedgerClient::new(log, posted);
-        let state = api::AppState::load(store, ingest, ledger, changes)
-            .await
-            .map_err(|e| anyhow::anyhow!("loading settings: {e}"))?;
-        let listener =
-            TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(Self { listener, state, stages: Stages { stop, raters, writers }, generated_api_key })
+impl Server {
+    /// `drawdown serve`: opens the data directory, provisions the API key, binds the listener
+    /// and starts the raters and writers of every partition.
+    pub async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let backends = Backends::embedded(&config.data_dir, config.partitions).await?;
+        let generated_api_key = provision_key(&backends, config.api_key.as_deref()).await?;
+        let posted = Posted::new(backends.log.partition_count());
+        let state = app_state(&backends, posted.clone()).await?;
+        let listener = bind(config.listen).await?;
+        let raters = pipeline::raters(&backends, RaterOptions::default());
+        let writers = pipeline::writers(&backends, posted, WriterOptions::default());
+        let groups = vec![raters.status(), writers.status()];
+        let readiness = dependencies(&backends, &Topic::ALL, groups).readiness();
+        let app = api::routes::router_with(state, readiness);
+        Ok(Self { listener, app, stages: vec![raters, writers], generated_api_key })
+    }
+
+    /// One role over `backends`, listening on `config.listen`.
+    pub async fn bind_role(role: Role, backends: Backends, config: &RoleConfig) -> anyhow::Result<Self> {
+        let listener = bind(config.listen).await?;
+        let parts = match role {
+            Role::Ingest => ingest_role(&backends, config).await?,
+            Role::Api => api_role(&backends, config).await?,
+            Role::Rater => rater_role(&backends),
+            Role::LedgerWriter => writer_role(&backends),
+        };
+        let RoleParts { app, stage, generated_api_key } = parts;
+        Ok(Self { listener, app, stages: stage.into_iter().collect(), generated_api_key })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -104,12 +114,82 @@ impl Server {
     /// Serves until `shutdown` resolves, then stops accepting, finishes in-flight requests, and
     /// lets the raters and writers finish the batch in hand.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let app = api::router(self.state);
-        let served =
-            axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await.context("serving HTTP");
-        self.stages.stop().await;
+        let served = axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
+        for stage in self.stages {
+            stage.stop().await;
+        }
         served
     }
+}
+
+/// What a role serves and runs.
+struct RoleParts {
+    app: axum::Router,
+    stage: Option<Stage>,
+    generated_api_key: Option<String>,
+}
+
+/// `POST /events` and the probes. Only the api role creates a key (two roles generating one each
+/// would print two); ingest makes the configured one the test key.
+async fn ingest_role(backends: &Backends, config: &RoleConfig) -> anyhow::Result<RoleParts> {
+    if let Some(key) = config.api_key.as_deref() {
+        provision_key(backends, Some(key)).await?;
+    }
+    let state = app_state(backends, Posted::new(backends.log.partition_count())).await?;
+    let readiness = dependencies(backends, &[Topic::UsageRaw], Vec::new()).readiness();
+    Ok(RoleParts { app: api::routes::ingest_router(state, readiness), stage: None, generated_api_key: None })
+}
+
+/// The whole API, learning what the writers of other processes posted through the store.
+async fn api_role(backends: &Backends, config: &RoleConfig) -> anyhow::Result<RoleParts> {
+    let generated_api_key = provision_key(backends, config.api_key.as_deref()).await?;
+    let posted =
+        Posted::follow_store(backends.store.clone(), backends.log.partition_count(), FOLLOW_INTERVAL);
+    let state = app_state(backends, posted).await?;
+    let readiness = dependencies(backends, &Topic::ALL, Vec::new()).readiness();
+    Ok(RoleParts { app: api::routes::router_with(state, readiness), stage: None, generated_api_key })
+}
+
+/// The raters of the assigned partitions, and the probes.
+fn rater_role(backends: &Backends) -> RoleParts {
+    let raters = pipeline::raters(backends, RaterOptions::default());
+    let readiness = dependencies(backends, &Topic::ALL, vec![raters.status()]).readiness();
+    RoleParts { app: api::routes::probe_router(readiness), stage: Some(raters), generated_api_key: None }
+}
+
+/// The ledger writers of the assigned partitions, and the probes. Nobody in this process waits
+/// on what they post: the api role reads it from the store.
+fn writer_role(backends: &Backends) -> RoleParts {
+    let posted = Posted::new(backends.log.partition_count());
+    let writers = pipeline::writers(backends, posted, WriterOptions::default());
+    let readiness = dependencies(backends, &[Topic::LedgerInput], vec![writers.status()]).readiness();
+    RoleParts { app: api::routes::probe_router(readiness), stage: Some(writers), generated_api_key: None }
+}
+
+async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))
+}
+
+/// Makes `configured` the test key, or creates one on first start (returned, to be shown once).
+async fn provision_key(backends: &Backends, configured: Option<&str>) -> anyhow::Result<Option<String>> {
+    api::auth::provision_test_key(backends.store.as_ref(), configured)
+        .await
+        .context("provisioning the API key")
+}
+
+/// The API's state over `backends`, waiting for postings through `posted`.
+async fn app_state(backends: &Backends, posted: Posted) -> anyhow::Result<api::AppState> {
+    let Backends { store, log } = backends.clone();
+    let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), Default::default()));
+    let ledger = LedgerClient::new(log, posted);
+    api::AppState::load(store, ingest, ledger).await.map_err(|e| anyhow::anyhow!("loading settings: {e}"))
+}
+
+fn dependencies(backends: &Backends, topics: &[Topic], groups: Vec<readiness::GroupStatus>) -> Dependencies {
+    Dependencies { store: backends.store.clone(), log: backends.log.clone(), topics: topics.to_vec(), groups }
 }
 
 /// Resolves on SIGINT or SIGTERM.

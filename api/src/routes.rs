@@ -1,5 +1,9 @@
 //! The route table. One list produces both the router and [`ROUTES`], which a test compares
 //! with the OpenAPI document, so the two cannot drift apart.
+//!
+//! Every role of a distributed deployment serves the unauthenticated probes ([`probes`]:
+//! `/healthz`, `/readyz`, `/metrics`); the `api` role serves the whole surface ([`router`]),
+//! the `ingest` role only `POST /events` ([`ingest_router`]).
 
 use crate::{
     accounts, adjustments, assets, auth, customers, events, products, profitability, vendors, wallet,
@@ -8,8 +12,13 @@ use crate::{
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use store::SharedStore;
 
 macro_rules! route_table {
     ($($method:ident $path:literal => $handler:path;)*) => {
@@ -73,7 +82,7 @@ route_table! {
 
 /// Routes that need no key.
 pub const PUBLIC_ROUTES: &[(&str, &str)] =
-    &[("get", "/openapi.json"), ("get", "/healthz"), ("get", "/metrics")];
+    &[("get", "/openapi.json"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/metrics")];
 
 async fn openapi() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], schemas::openapi::OPENAPI_JSON)
@@ -81,6 +90,71 @@ async fn openapi() -> impl IntoResponse {
 
 async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
+}
+
+type Check = dyn Fn() -> Pin<Box<dyn Future<Output = Vec<String>> + Send>> + Send + Sync;
+
+/// What `GET /readyz` asks: a check answering, for each dependency the role cannot use now, a
+/// short description of what is not ready (an empty list: ready).
+#[derive(Clone)]
+pub struct Readiness(Arc<Check>);
+
+impl Readiness {
+    /// The longest `/readyz` waits for the check; a dependency that hangs is not ready.
+    pub const TIMEOUT: Duration = Duration::from_secs(3);
+
+    pub fn new<F, Fut>(check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<String>> + Send + 'static,
+    {
+        Self(Arc::new(move || Box::pin(check())))
+    }
+
+    /// Ready while the store answers a point read.
+    pub fn store(store: SharedStore) -> Self {
+        Self::new(move || {
+            let store = Arc::clone(&store);
+            async move { store_problem(store.as_ref()).await.into_iter().collect() }
+        })
+    }
+
+    /// What is not ready now.
+    pub async fn problems(&self) -> Vec<String> {
+        match tokio::time::timeout(Self::TIMEOUT, (self.0)()).await {
+            Ok(problems) => problems,
+            Err(_) => vec![format!("the readiness check did not answer within {:?}", Self::TIMEOUT)],
+        }
+    }
+}
+
+/// Why the store is not ready, if it is not: a point read of a settings key must answer.
+pub async fn store_problem(store: &dyn store::Store) -> Option<String> {
+    store.get(store::Table::Meta, "readiness").await.err().map(|e| format!("store: {e}"))
+}
+
+/// 200 `{"status":"ready"}`, or a 503 ProblemDetails naming what is not ready.
+async fn readyz(readiness: Readiness) -> axum::response::Response {
+    let problems = readiness.problems().await;
+    if problems.is_empty() {
+        Json(serde_json::json!({ "status": "ready" })).into_response()
+    } else {
+        crate::ApiError::Unavailable(format!("not ready: {}", problems.join("; "))).into_response()
+    }
+}
+
+/// `GET /healthz` (liveness), `GET /readyz` (readiness per `readiness`) and `GET /metrics`: what
+/// every role serves, with no key.
+pub fn probes<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(move || readyz(readiness.clone())))
+        .route("/metrics", get(metrics))
+}
+
+/// Only the probes: the HTTP surface of the rater and ledger-writer roles.
+pub fn probe_router(readiness: Readiness) -> Router {
+    finish(probes(readiness))
 }
 
 /// Prometheus text exposition of every metric of the process.
@@ -110,17 +184,78 @@ async fn refuse_oversized(
     next.run(request).await
 }
 
+/// The whole HTTP surface, ready while the store answers.
 pub fn router(state: AppState) -> Router {
+    let readiness = Readiness::store(state.store.clone());
+    router_with(state, readiness)
+}
+
+/// The whole HTTP surface, ready per `readiness`: the `api` role and `drawdown serve`.
+pub fn router_with(state: AppState, readiness: Readiness) -> Router {
     let protected =
         authenticated().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    Router::new()
-        .route("/openapi.json", get(openapi))
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .merge(protected)
-        .fallback(not_found)
+    let app = Router::new().route("/openapi.json", get(openapi)).merge(probes(readiness)).merge(protected);
+    finish(app.with_state(state))
+}
+
+/// `POST /events` and the probes: the `ingest` role.
+pub fn ingest_router(state: AppState, readiness: Readiness) -> Router {
+    let protected = Router::new()
+        .route("/events", post(events::send_usage))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    finish(probes(readiness).merge(protected).with_state(state))
+}
+
+/// The fallbacks and body limits every surface shares.
+fn finish(app: Router) -> Router {
+    app.fallback(not_found)
         .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_oversized))
-        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn get_readyz(readiness: Readiness) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder().uri("/readyz").body(Body::empty()).unwrap();
+        let response = probe_router(readiness).oneshot(request).await.unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn readyz_is_200_when_every_dependency_is_ready() {
+        let (status, body) = get_readyz(Readiness::new(|| async { Vec::new() })).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, serde_json::json!({ "status": "ready" }));
+    }
+
+    #[tokio::test]
+    async fn readyz_is_a_503_problem_naming_what_is_not_ready() {
+        let readiness =
+            Readiness::new(|| async { vec!["log: unreachable".into(), "group `raters`: not joined".into()] });
+        let (status, body) = get_readyz(readiness).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], 503);
+        assert_eq!(body["detail"], "not ready: log: unreachable; group `raters`: not joined");
+    }
+
+    #[tokio::test]
+    async fn probes_need_no_key_and_nothing_else_is_served() {
+        let router = probe_router(Readiness::new(|| async { Vec::new() }));
+        for (uri, expected) in [
+            ("/healthz", StatusCode::OK),
+            ("/metrics", StatusCode::OK),
+            ("/customers", StatusCode::NOT_FOUND),
+        ] {
+            let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
+            assert_eq!(router.clone().oneshot(request).await.unwrap().status(), expected, "{uri}");
+        }
+    }
 }

@@ -1,0 +1,37 @@
+//! The store and the log a process runs on, opened from their URLs (`embedded:<dir>`,
+//! `kafka://…`, `scylla://…`) or laid out in one data directory for `drawdown serve`.
+
+use anyhow::Context;
+use eventlog::{LogOptions, SharedLog};
+use std::path::Path;
+use store::SharedStore;
+
+/// The two backends every role needs. Cloning shares them (tests run several roles over one
+/// embedded pair in one process).
+#[derive(Clone)]
+pub struct Backends {
+    pub store: SharedStore,
+    pub log: SharedLog,
+}
+
+impl Backends {
+    /// Connects to the backends named by `log_url` and `store_url`; `partitions` is the partition
+    /// count of each topic the log creates (and checks, where it already exists).
+    pub async fn connect(log_url: &str, store_url: &str, partitions: u32) -> anyhow::Result<Self> {
+        let store = store::connect(store_url)
+            .await
+            .with_context(|| format!("connecting to the store at {store_url}"))?;
+        let options = LogOptions { partitions, ..LogOptions::default() };
+        let log = eventlog::connect(log_url, options)
+            .await
+            .with_context(|| format!("connecting to the log at {log_url}"))?;
+        Ok(Self { store, log })
+    }
+
+    /// The embedded pair of `drawdown serve`: `<data_dir>/store` and `<data_dir>/log`.
+    pub async fn embedded(data_dir: &Path, partitions: u32) -> anyhow::Result<Self> {
+        let store = format!("embedded:{}", data_dir.join("store").display());
+        let log = format!("embedded:{}", data_dir.join("log").display());
+        Self::connect(&log, &store, partitions).await
+    }
+}

@@ -1,0 +1,105 @@
+//! The command line: `drawdown serve` (everything in one process) and the distributed roles
+//! (`ingest`, `rater`, `ledger-writer`, `api`), parsed and merged with the config file into what
+//! to run.
+
+use crate::config::{Config, FileConfig, RoleConfig, RoleOverrides};
+use crate::Role;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Parser)]
+#[command(name = "drawdown", version, about = "Real-time usage billing engine (Credyt-compatible API)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run everything in one process on local disk (the embedded mode).
+    Serve(ServeArgs),
+    /// Accept usage events into the log: serves only `POST /events` and the probes.
+    Ingest(RoleArgs),
+    /// Rate the `usage.raw` partitions assigned to this member of group `raters`.
+    Rater(RoleArgs),
+    /// Post the `ledger.input` partitions assigned to this member of group `writers`.
+    LedgerWriter(RoleArgs),
+    /// Serve the whole API (including `POST /events`), reading what the writers posted.
+    Api(RoleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "DRAWDOWN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the store and the log [default: ./data].
+    #[arg(long, env = "DRAWDOWN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Partitions per log topic, fixed at first start [default: 8].
+    #[arg(long, env = "DRAWDOWN_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// TOML file with `listen`, `data_dir` and `partitions`; flags and environment win over it.
+    #[arg(long, env = "DRAWDOWN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RoleArgs {
+    /// Address to listen on (the API, or only the probes) [default: 127.0.0.1:8080].
+    #[arg(long, env = "DRAWDOWN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The log: `kafka://host:port?prefix=..` or `embedded:<dir>`.
+    #[arg(long, value_name = "URL", env = "DRAWDOWN_LOG")]
+    pub log: Option<String>,
+    /// The store: `scylla://host:port/keyspace` or `embedded:<dir>`.
+    #[arg(long, value_name = "URL", env = "DRAWDOWN_STORE")]
+    pub store: Option<String>,
+    /// Partitions per topic, used when the topics are created [default: 8].
+    #[arg(long, env = "DRAWDOWN_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// TOML file with `listen`, `log`, `store` and `partitions`; flags and environment win.
+    #[arg(long, env = "DRAWDOWN_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// What the command line asks for, fully configured.
+#[derive(Debug)]
+pub enum Invocation {
+    Serve(Config),
+    Role(Role, RoleConfig),
+}
+
+impl Cli {
+    /// Merges the flags (and environment) with the config file; `api_key` is
+    /// `DRAWDOWN_API_KEY`.
+    pub fn resolve(self, api_key: Option<String>) -> anyhow::Result<Invocation> {
+        let (role, args) = match self.command {
+            Command::Serve(args) => {
+                let file = load(args.config.as_deref())?;
+                let config = Config::resolve(args.listen, args.data_dir, args.partitions, api_key, file)?;
+                return Ok(Invocation::Serve(config));
+            }
+            Command::Ingest(args) => (Role::Ingest, args),
+            Command::Rater(args) => (Role::Rater, args),
+            Command::LedgerWriter(args) => (Role::LedgerWriter, args),
+            Command::Api(args) => (Role::Api, args),
+        };
+        let file = load(args.config.as_deref())?;
+        let flags = RoleOverrides {
+            listen: args.listen,
+            log: args.log,
+            store: args.store,
+            partitions: args.partitions,
+        };
+        Ok(Invocation::Role(role, RoleConfig::resolve(flags, api_key, file)?))
+    }
+}
+
+fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+    match path {
+        Some(path) => FileConfig::load(path),
+        None => Ok(FileConfig::default()),
+    }
+}

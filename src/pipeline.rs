@@ -1,0 +1,172 @@
+//! The pipeline's partition tasks as this process runs them: a stage joins a consumer group on
+//! its topic and supervises one task per partition the group assigns it
+//! ([`eventlog::membership::supervise`]). Raters join `raters` on `usage.raw`; ledger writers
+//! join `writers` on `ledger.input`. On the embedded log a process owns every partition.
+
+use crate::readiness::GroupStatus;
+use crate::Backends;
+use eventlog::membership::{supervise, Membership, SuperviseOptions};
+use eventlog::{PartitionId, SharedLog, Topic};
+use ledger_writer::writer::WriterOptions;
+use ledger_writer::Posted;
+use rater::worker::RaterOptions;
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The consumer group of the raters.
+pub const RATERS: &str = "raters";
+/// The consumer group of the ledger writers.
+pub const WRITERS: &str = "writers";
+
+/// The pause before joining again after a failed join or a lost membership; it doubles up to
+/// [`MAX_REJOIN_BACKOFF`].
+const FIRST_REJOIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_REJOIN_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A running stage and the switch that stops it.
+pub struct Stage {
+    name: &'static str,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    status: GroupStatus,
+}
+
+impl Stage {
+    /// Whether the stage is a member of its group now (for `/readyz`).
+    pub fn status(&self) -> GroupStatus {
+        self.status.clone()
+    }
+
+    /// Stops every partition task (each finishes the batch in hand) and waits for them.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.task.await {
+            tracing::error!(stage = self.name, error = %e, "stage task failed");
+        }
+    }
+}
+
+/// Raters for the partitions of `usage.raw` this process is assigned.
+pub fn raters(backends: &Backends, options: RaterOptions) -> Stage {
+    let Backends { store, log } = backends.clone();
+    let rate = {
+        let log = log.clone();
+        move |partition, stop| {
+            rater::worker::run_partition(store.clone(), log.clone(), partition, options.clone(), stop)
+        }
+    };
+    spawn(log, RATERS, Topic::UsageRaw, SuperviseOptions::named("rater"), rate)
+}
+
+/// Ledger writers for the partitions of `ledger.input` this process is assigned; each publishes
+/// what it posted into `posted`.
+pub fn writers(backends: &Backends, posted: Posted, options: WriterOptions) -> Stage {
+    let Backends { store, log } = backends.clone();
+    let write = {
+        let log = log.clone();
+        move |partition, stop| {
+            ledger_writer::writer::run_partition(
+                store.clone(),
+                log.clone(),
+                partition,
+                posted.clone(),
+                options,
+                stop,
+            )
+        }
+    };
+    spawn(log, WRITERS, Topic::LedgerInput, SuperviseOptions::named("ledger writer"), write)
+}
+
+/// Starts a stage: join `group` on `topic`, supervise, join again if the membership ends.
+fn spawn<F, Fut, E>(
+    log: SharedLog,
+    group: &'static str,
+    topic: Topic,
+    options: SuperviseOptions,
+    start: F,
+) -> Stage
+where
+    F: Fn(PartitionId, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let (stop, stopped) = watch::channel(false);
+    let status = GroupStatus::new(group);
+    let name = options.name;
+    let task = tokio::spawn(run(log, topic, status.clone(), stopped, options, Arc::new(start)));
+    Stage { name, stop, task, status }
+}
+
+/// The stage loop: a membership at a time, until `stop`.
+async fn run<F, Fut, E>(
+    log: SharedLog,
+    topic: Topic,
+    status: GroupStatus,
+    mut stop: watch::Receiver<bool>,
+    options: SuperviseOptions,
+    start: Arc<F>,
+) where
+    F: Fn(PartitionId, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: fmt::Display + Send + 'static,
+{
+    let group = status.group();
+    let mut backoff = FIRST_REJOIN_BACKOFF;
+    loop {
+        let Some(membership) = join(&log, group, topic, &mut stop).await else { return };
+        tracing::info!(group, %topic, owned = ?membership.owned(), "joined the consumer group");
+        status.set_joined(true);
+        let start = Arc::clone(&start);
+        let supervised = supervise(membership, stop.clone(), options.clone(), move |p, s| start(p, s)).await;
+        status.set_joined(false);
+        let Err(ended) = supervised else { return };
+        tracing::warn!(group, %topic, error = %ended, retry_in = ?backoff, "joining the group again");
+        if !pause(backoff, &mut stop).await {
+            return;
+        }
+        backoff = (backoff * 2).min(MAX_REJOIN_BACKOFF);
+    }
+}
+
+/// Joins `group` on `topic`, retrying with a backoff; `None` once `stop` is set.
+async fn join(
+    log: &SharedLog,
+    group: &'static str,
+    topic: Topic,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Membership> {
+    let mut backoff = FIRST_REJOIN_BACKOFF;
+    loop {
+        if *stop.borrow() {
+            return None;
+        }
+        let joined = tokio::select! {
+            joined = log.join(group, topic) => joined,
+            _ = stop.wait_for(|s| *s) => return None,
+        };
+        match joined {
+            Ok(membership) => return Some(membership),
+            Err(error) => {
+                tracing::warn!(group, %topic, %error, retry_in = ?backoff, "cannot join the consumer group");
+                if !pause(backoff, stop).await {
+                    return None;
+                }
+                backoff = (backoff * 2).min(MAX_REJOIN_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Sleeps `duration`; false if `stop` was set (or its sender dropped) meanwhile.
+async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let slept = tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        _ = stop.wait_for(|s| *s) => false,
+    };
+    slept && !*stop.borrow()
+}
