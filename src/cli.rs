@@ -40,7 +40,11 @@ pub struct ServeArgs {
     /// Partitions per log topic, fixed at first start [default: 8].
     #[arg(long, env = "DRAWDOWN_PARTITIONS")]
     pub partitions: Option<u32>,
-    /// TOML file with `listen`, `data_dir` and `partitions`; flags and environment win over it.
+    /// Run on this log instead of the embedded one (`kafka://host:port?prefix=..`); the store
+    /// stays in the data directory [default: embedded:<data_dir>/log].
+    #[arg(long, value_name = "URL", env = "DRAWDOWN_LOG")]
+    pub log: Option<String>,
+    /// TOML file with `listen`, `data_dir`, `partitions` and `log`; flags and environment win over it.
     #[arg(long, env = "DRAWDOWN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -78,7 +82,8 @@ impl Cli {
         let (role, args) = match self.command {
             Command::Serve(args) => {
                 let file = load(args.config.as_deref())?;
-                let config = Config::resolve(args.listen, args.data_dir, args.partitions, api_key, file)?;
+                let config =
+                    Config::resolve(args.listen, args.data_dir, args.partitions, api_key, args.log, file)?;
                 return Ok(Invocation::Serve(config));
             }
             Command::Ingest(args) => (Role::Ingest, args),

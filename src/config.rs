@@ -22,6 +22,9 @@ pub struct Config {
     /// A test-mode API key to use instead of a generated one (`DRAWDOWN_API_KEY`).
     pub api_key: Option<String>,
     pub partitions: u32,
+    /// The log, when not the embedded one in `data_dir` (`--log kafka://..`: every role in one
+    /// process on Kafka, the store still embedded in `data_dir`).
+    pub log: Option<String>,
 }
 
 /// The effective configuration of a distributed role (`drawdown ingest|rater|ledger-writer|api`).
@@ -47,8 +50,8 @@ pub struct RoleOverrides {
     pub partitions: Option<u32>,
 }
 
-/// What a config file may set. `log` and `store` are read by the roles only; `data_dir` by
-/// `drawdown serve` only.
+/// What a config file may set. `store` is read by the roles only, `data_dir` by `drawdown serve`
+/// only, `log` by both (`serve` defaults to the embedded log in `data_dir`).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -73,9 +76,11 @@ impl Config {
         data_dir: Option<PathBuf>,
         partitions: Option<u32>,
         api_key: Option<String>,
+        log: Option<String>,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            log: non_blank(log.or(file.log)),
             listen: resolve_listen(listen.or(file.listen))?,
             data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             api_key: non_blank(api_key),
@@ -129,15 +134,15 @@ mod tests {
     fn flags_override_the_file_which_overrides_defaults() {
         let file: FileConfig =
             toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/drawdown\"").unwrap();
-        let c = Config::resolve(None, Some("/tmp/x".into()), None, None, file).unwrap();
+        let c = Config::resolve(None, Some("/tmp/x".into()), None, None, None, file).unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        let d = Config::resolve(None, None, None, Some(" ".into()), FileConfig::default()).unwrap();
+        let d = Config::resolve(None, None, None, Some(" ".into()), None, FileConfig::default()).unwrap();
         assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(d.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(d.api_key, None);
         assert_eq!(d.partitions, DEFAULT_PARTITIONS);
-        assert!(Config::resolve(None, None, Some(0), None, FileConfig::default()).is_err());
+        assert!(Config::resolve(None, None, Some(0), None, None, FileConfig::default()).is_err());
     }
 
     #[test]

@@ -81,7 +81,13 @@ impl Server {
     /// `drawdown serve`: opens the data directory, provisions the API key, binds the listener
     /// and starts the raters and writers of every partition.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let backends = Backends::embedded(&config.data_dir, config.partitions).await?;
+        let backends = match &config.log {
+            None => Backends::embedded(&config.data_dir, config.partitions).await?,
+            Some(log) => {
+                let store = format!("embedded:{}", config.data_dir.join("store").display());
+                Backends::connect(log, &store, config.partitions).await?
+            }
+        };
         let generated_api_key = provision_key(&backends, config.api_key.as_deref()).await?;
         let posted = Posted::new(backends.log.partition_count());
         let state = app_state(&backends, posted.clone()).await?;

@@ -121,6 +121,10 @@ fn the_cli_parses_every_role_with_its_backends() {
     let serve = parse(&["drawdown", "serve", "--data-dir", "/tmp/dd", "--partitions", "2"]).expect("parses");
     let Invocation::Serve(config) = serve else { panic!("serve is the embedded mode") };
     assert_eq!((config.data_dir.to_str(), config.partitions), (Some("/tmp/dd"), 2));
+    assert_eq!(config.log, None, "serve runs on the embedded log by default");
+    let on_kafka = parse(&["drawdown", "serve", "--log", "kafka://kafka:9092"]).expect("parses");
+    let Invocation::Serve(config) = on_kafka else { panic!("serve") };
+    assert_eq!(config.log.as_deref(), Some("kafka://kafka:9092"), "everything in one process on Kafka");
     assert!(parse(&["drawdown", "rater", "--log", "x", "--store", "y", "--partitions", "0"]).is_err());
     assert!(parse(&["drawdown", "scheduler"]).is_err(), "an unknown role is refused");
 }

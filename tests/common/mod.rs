@@ -34,6 +34,7 @@ impl TestServer {
             data_dir: dir.path().to_path_buf(),
             api_key: Some(KEY.to_string()),
             partitions: 4,
+            log: None,
         };
         let server = runtime.block_on(drawdown::Server::bind(&config)).expect("bind");
         let base = format!("http://{}", server.local_addr().expect("addr"));
