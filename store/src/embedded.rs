@@ -136,19 +136,6 @@ fn unique_slot(table: Table, index: &str, value: &str) -> String {
     format!("{}{SEP}{index}{SEP}{value}", table.name())
 }
 
-fn check(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<(), StoreError> {
-    let ok = match expect {
-        Expect::Any => true,
-        Expect::Absent => found.is_none(),
-        Expect::Revision(r) => found == Some(r),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict { table, key: key.to_string(), expected: expect, found })
-    }
-}
-
 type Records<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;
 type Uniques<'txn> = redb::Table<'txn, &'static str, &'static str>;
 
@@ -165,7 +152,7 @@ fn take_previous(
         Some(v) => Some(decode_meta(table, key, v.value())?),
         None => None,
     };
-    check(table, key, expect, old.as_ref().map(|(revision, _)| *revision))?;
+    expect.check(table, key, old.as_ref().map(|(revision, _)| *revision))?;
     for (index, value) in old.iter().flat_map(|(_, unique)| unique.iter()) {
         unique.remove(unique_slot(table, index, value).as_str()).map_err(backend)?;
     }

@@ -110,6 +110,22 @@ pub enum Op {
     Delete { table: Table, key: String, expect: Expect },
 }
 
+impl Expect {
+    /// Checks the precondition against the revision `found` under `table`/`key` (`None`: absent).
+    pub fn check(self, table: Table, key: &str, found: Option<u64>) -> Result<(), StoreError> {
+        let holds = match self {
+            Expect::Any => true,
+            Expect::Absent => found.is_none(),
+            Expect::Revision(r) => found == Some(r),
+        };
+        if holds {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict { table, key: key.to_string(), expected: self, found })
+        }
+    }
+}
+
 impl Op {
     pub fn expect(mut self, precondition: Expect) -> Self {
         match &mut self {

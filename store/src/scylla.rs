@@ -421,19 +421,6 @@ struct KeyPlan<'a> {
     release: Vec<(String, String)>,
 }
 
-fn check_expect(table: Table, key: &str, expect: Expect, found: Option<u64>) -> Result<(), StoreError> {
-    let ok = match expect {
-        Expect::Any => true,
-        Expect::Absent => found.is_none(),
-        Expect::Revision(r) => found == Some(r),
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Conflict { table, key: key.to_string(), expected: expect, found })
-    }
-}
-
 /// A key being planned.
 struct Draft<'a> {
     table: Table,
@@ -448,14 +435,14 @@ impl<'a> Draft<'a> {
     fn apply(&mut self, op: &'a Op) -> Result<(), StoreError> {
         match op {
             Op::Put { expect, doc, unique, .. } => {
-                check_expect(self.table, self.key, *expect, self.current)?;
+                expect.check(self.table, self.key, self.current)?;
                 let revision = self.current.map_or(1, |r| r + 1);
                 self.current = Some(revision);
                 self.last = Final::Put { revision, doc, claims: unique };
                 self.claimed.extend(unique.iter().map(|u| (u.index.to_string(), u.value.clone())));
             }
             Op::Delete { expect, .. } => {
-                check_expect(self.table, self.key, *expect, self.current)?;
+                expect.check(self.table, self.key, self.current)?;
                 self.current = None;
                 self.last = Final::Delete;
             }
