@@ -11,7 +11,10 @@
 //! Unique keys live in one extra table, `unique`, keyed `{table}\x1f{index}\x1f{value}` and
 //! holding the owning record's key.
 
-use crate::model::{Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey};
+use crate::model::{
+    decode_claims, encode_claims, Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey,
+    CLAIM_SEP,
+};
 use crate::Store;
 use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition};
@@ -23,8 +26,6 @@ const FILE_NAME: &str = "store.redb";
 /// redb's in-process page cache (its default is 1 GiB). The OS page cache holds the file too, so
 /// a smaller cache costs little speed and bounds the server's resident memory.
 const CACHE_BYTES: usize = 256 << 20;
-const SEP: char = '\x1f';
-const END: char = '\x1e';
 
 /// Records are keyed by the bytes of their string key: the same order as `str`, without redb
 /// validating UTF-8 on every key comparison (3-4% of a writer's commit). Keys are only ever written
@@ -77,13 +78,7 @@ struct Envelope {
 }
 
 fn encode(revision: u64, unique: &[UniqueKey], doc: &[u8]) -> Vec<u8> {
-    let mut keys = String::new();
-    for k in unique {
-        keys.push_str(k.index);
-        keys.push(SEP);
-        keys.push_str(&k.value);
-        keys.push(END);
-    }
+    let keys = encode_claims(unique);
     let mut out = Vec::with_capacity(12 + keys.len() + doc.len());
     out.extend_from_slice(&revision.to_le_bytes());
     out.extend_from_slice(&(keys.len() as u32).to_le_bytes());
@@ -107,16 +102,7 @@ fn decode(table: Table, key: &str, bytes: &[u8]) -> Result<Envelope, StoreError>
         .ok_or_else(|| corrupt("short header"))? as usize;
     let keys = bytes.get(12..12 + len).ok_or_else(|| corrupt("short unique keys"))?;
     let keys = std::str::from_utf8(keys).map_err(|_| corrupt("unique keys are not UTF-8"))?;
-    let unique = keys
-        .split(END)
-        .filter(|s| !s.is_empty())
-        .map(|entry| {
-            entry
-                .split_once(SEP)
-                .map(|(i, v)| (i.to_string(), v.to_string()))
-                .ok_or_else(|| corrupt("malformed unique key"))
-        })
-        .collect::<Result<_, _>>()?;
+    let unique = decode_claims(table, key, keys)?;
     Ok(Envelope { revision, unique, doc: bytes[12 + len..].to_vec() })
 }
 
@@ -133,7 +119,7 @@ fn decode_meta(table: Table, key: &str, bytes: &[u8]) -> Result<(u64, Vec<(Strin
 }
 
 fn unique_slot(table: Table, index: &str, value: &str) -> String {
-    format!("{}{SEP}{index}{SEP}{value}", table.name())
+    format!("{}{CLAIM_SEP}{index}{CLAIM_SEP}{value}", table.name())
 }
 
 type Records<'txn> = redb::Table<'txn, &'static [u8], &'static [u8]>;

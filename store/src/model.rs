@@ -110,6 +110,44 @@ pub enum Op {
     Delete { table: Table, key: String, expect: Expect },
 }
 
+/// A record's unique claims as one text, the way both backends store them beside the record:
+/// `index SEP value END` per claim.
+pub(crate) fn encode_claims(unique: &[UniqueKey]) -> String {
+    let mut out = String::new();
+    for claim in unique {
+        out.push_str(claim.index);
+        out.push(CLAIM_SEP);
+        out.push_str(&claim.value);
+        out.push(CLAIM_END);
+    }
+    out
+}
+
+/// The (index, value) pairs of [`encode_claims`]'s text stored under `table`/`key`.
+pub(crate) fn decode_claims(
+    table: Table,
+    key: &str,
+    text: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    text.split(CLAIM_END)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry.split_once(CLAIM_SEP).map(|(i, v)| (i.to_string(), v.to_string())).ok_or_else(|| {
+                StoreError::Corrupt {
+                    table,
+                    key: key.to_string(),
+                    reason: "malformed unique keys".to_string(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Separates an index from its value in stored claims (and in the embedded unique slots).
+pub(crate) const CLAIM_SEP: char = '\x1f';
+/// Ends one stored claim.
+const CLAIM_END: char = '\x1e';
+
 impl Expect {
     /// Checks the precondition against the revision `found` under `table`/`key` (`None`: absent).
     pub fn check(self, table: Table, key: &str, found: Option<u64>) -> Result<(), StoreError> {

@@ -106,7 +106,9 @@
 //! replication (use replication 3), or on one node after `commitlog_sync_period_in_ms`. There is
 //! no snapshot: `get_many` reads its keys concurrently, each at its own instant.
 
-use crate::model::{Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey};
+use crate::model::{
+    decode_claims, encode_claims, Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey,
+};
 use crate::Store;
 use ::scylla::client::execution_profile::ExecutionProfile;
 use ::scylla::client::session::Session;
@@ -154,9 +156,6 @@ pub const MIGRATIONS: &[&[&str]] = &[&[
     "CREATE TABLE IF NOT EXISTS {ks}.event_index (head text, record_key text, \
      PRIMARY KEY ((head), record_key))",
 ]];
-/// Separators of the `uniques` column (the embedded store's envelope uses the same).
-const SEP: char = '\x1f';
-const END: char = '\x1e';
 
 fn backend(what: impl Display, err: impl Display) -> StoreError {
     StoreError::Backend(format!("scylla: {what}: {err}"))
@@ -624,7 +623,7 @@ fn mutation<'a>(plan: &KeyPlan<'a>) -> Result<(Cql, Vec<Bind<'a>>), StoreError> 
                 ck,
                 Bind::Int(to_i64(*revision)?),
                 Bind::Blob(doc),
-                Bind::Text(encode_uniques(claims).into()),
+                Bind::Text(encode_claims(claims).into()),
             ],
         ),
         (Final::Put { revision, doc, claims }, Some(old)) => (
@@ -632,7 +631,7 @@ fn mutation<'a>(plan: &KeyPlan<'a>) -> Result<(Cql, Vec<Bind<'a>>), StoreError> 
             vec![
                 Bind::Int(to_i64(*revision)?),
                 Bind::Blob(doc),
-                Bind::Text(encode_uniques(claims).into()),
+                Bind::Text(encode_claims(claims).into()),
                 pk,
                 tbl,
                 ck,
@@ -677,32 +676,6 @@ impl SerializeValue for Bind<'_> {
             Bind::Blob(bytes) => SerializeValue::serialize(bytes, typ, writer),
         }
     }
-}
-
-fn encode_uniques(unique: &[UniqueKey]) -> String {
-    let mut out = String::new();
-    for u in unique {
-        out.push_str(u.index);
-        out.push(SEP);
-        out.push_str(&u.value);
-        out.push(END);
-    }
-    out
-}
-
-fn decode_uniques(table: Table, key: &str, text: &str) -> Result<Vec<(String, String)>, StoreError> {
-    text.split(END)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            entry.split_once(SEP).map(|(i, v)| (i.to_string(), v.to_string())).ok_or_else(|| {
-                StoreError::Corrupt {
-                    table,
-                    key: key.to_string(),
-                    reason: "malformed unique keys".to_string(),
-                }
-            })
-        })
-        .collect()
 }
 
 fn now_micros() -> i64 {
@@ -963,7 +936,7 @@ impl ScyllaStore {
         else {
             return Ok(None);
         };
-        let uniques = decode_uniques(table, key, uniques.as_deref().unwrap_or(""))?;
+        let uniques = decode_claims(table, key, uniques.as_deref().unwrap_or(""))?;
         Ok(Some(Stored { revision: revision_of(table, key, revision)?, uniques }))
     }
 
@@ -1698,12 +1671,12 @@ mod tests {
             UniqueKey { index: "external_id", value: "a b".into() },
             UniqueKey { index: "email", value: "".into() },
         ];
-        let text = encode_uniques(&keys);
-        let decoded = decode_uniques(Table::Customers, "c", &text).unwrap();
+        let text = encode_claims(&keys);
+        let decoded = decode_claims(Table::Customers, "c", &text).unwrap();
         assert_eq!(decoded, vec![("external_id".into(), "a b".into()), ("email".into(), "".into())]);
-        assert!(decode_uniques(Table::Customers, "c", "").unwrap().is_empty());
+        assert!(decode_claims(Table::Customers, "c", "").unwrap().is_empty());
         assert!(matches!(
-            decode_uniques(Table::Customers, "c", "broken\u{1e}"),
+            decode_claims(Table::Customers, "c", "broken\u{1e}"),
             Err(StoreError::Corrupt { .. })
         ));
     }
