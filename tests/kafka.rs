@@ -126,10 +126,11 @@ fn a_writer_killed_mid_stream_hands_its_partitions_over_and_every_event_is_poste
     let api = Node::start(Role::Api, &store, &url);
     let ingest = Node::start(Role::Ingest, &store, &url);
     let raters = [Node::start(Role::Rater, &store, &url), Node::start(Role::Rater, &store, &url)];
+    // The doomed writer is alone in its group at first: it owns every partition, and it posts
+    // the top-ups below.
     let doomed = Node::start(Role::LedgerWriter, &store, &url);
-    let survivor = Node::start(Role::LedgerWriter, &store, &url);
 
-    // Customers spread over every partition, each with 100 USD and a 0.05 USD image price.
+    // Customers spread over the partitions, each with 100 USD and a 0.05 USD image price.
     let customers: Vec<String> = (0..8)
         .map(|_| {
             let (_, customer) = subscribed_customer(&api.base, json!([unit_price("image", "USD", "0.05")]));
@@ -156,11 +157,14 @@ fn a_writer_killed_mid_stream_hands_its_partitions_over_and_every_event_is_poste
     for _ in 0..4 {
         send_round();
     }
-    // Some of it is posted (by both writers, as the group split the partitions) ...
+    // The first rounds are being posted by the doomed writer ...
     eventually("the first rounds are being posted", || {
         customers.iter().any(|c| available(&api.base, c, "default:USD") < dec("100")).then_some(())
     });
-    // ... when one writer dies, whatever it had in hand.
+    // ... a second writer joins, and the doomed one dies right away, whatever it had in hand.
+    // Whether the rebalance had finished or not, it still owned partitions (all of them, or
+    // its share), so every round after this one is posted only if they were handed over.
+    let survivor = Node::start(Role::LedgerWriter, &store, &url);
     doomed.kill();
     for _ in 4..8 {
         send_round();
@@ -181,8 +185,8 @@ fn a_writer_killed_mid_stream_hands_its_partitions_over_and_every_event_is_poste
         );
         assert_eq!(transactions(&check, &store, customer), 41, "{customer}: 40 fees and the top-up");
     }
-    // Every partition's writer progress reached the end of its log: the survivor took over the
-    // doomed writer's partitions.
+    // Every partition's writer progress reached the end of its log: the survivor took over every
+    // partition the doomed writer had.
     let log = check.block_on(eventlog::connect(&url, options())).expect("connect");
     for partition in 0..PARTITIONS {
         let end = check.block_on(log.end_offset(Topic::LedgerInput, partition)).expect("end");
@@ -296,9 +300,6 @@ fn a_zombie_writer_on_kafka_is_fenced_and_posts_nothing() {
 
 #[test]
 fn ingest_answers_503_while_the_broker_is_stopped_and_recovers_by_itself() {
-    if let Ok(filter) = std::env::var("TEST_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-    }
     let broker = Broker::start();
     // Sessions outlive the outage, so the test is about appends and reads, not about the group
     // losing its members (which the killed-writer test covers).
@@ -319,11 +320,6 @@ fn ingest_answers_503_while_the_broker_is_stopped_and_recovers_by_itself() {
     };
     let before = events(4, "image");
     assert_eq!(post(&before).0, 204);
-    if std::env::var("DEBUG_NO_PAUSE").is_ok() {
-        eventually("before posted", || {
-            (available(&api.base, &customer, "default:USD") == dec("9.8")).then_some(())
-        });
-    }
 
     broker.pause();
     // While the broker answers nothing, an append cannot be made durable: 503, never 204.
@@ -343,14 +339,9 @@ fn ingest_answers_503_while_the_broker_is_stopped_and_recovers_by_itself() {
     assert_eq!(post(&after).0, 204);
 
     // 4 + 3 + 2 distinct events at 0.05, each once.
-    let mut seen = dec("10");
-    let posted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        eventually("every accepted event posted once", || {
-            seen = available(&api.base, &customer, "default:USD");
-            (seen == dec("9.55")).then_some(())
-        })
-    }));
-    assert!(posted.is_ok(), "available stayed at {seen}, not 9.55; broker log:\n{}", broker.log());
+    eventually("every accepted event posted once", || {
+        (available(&api.base, &customer, "default:USD") == dec("9.55")).then_some(())
+    });
     let check = runtime();
     assert_eq!(stored_events(&check, &store, &customer), 9);
     writer.stop();
