@@ -713,7 +713,7 @@ impl Log for KafkaLog {
         partition: PartitionId,
         records: Vec<(Vec<u8>, Vec<u8>)>,
     ) -> Result<u64, LogError> {
-        self.check(topic, partition)?;
+        let index = self.check(topic, partition)?;
         if records.is_empty() {
             return self.end_offset(topic, partition).await;
         }
@@ -725,7 +725,7 @@ impl Log for KafkaLog {
         match &produced {
             Ok(first) => {
                 let end = first + records.len() as u64;
-                self.known_ends[self.check(topic, partition)?].fetch_max(end, Ordering::AcqRel);
+                self.known_ends[index].fetch_max(end, Ordering::AcqRel);
             }
             Err(LogError::RecordTooLarge { .. }) => {}
             Err(error) => self.replace_after_failure(producer, error),
