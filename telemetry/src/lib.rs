@@ -54,10 +54,13 @@ impl Default for Gauge {
     }
 }
 
-/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, 1-2-5 steps through the
-/// milliseconds where the latency targets lie (a p99 of "≤ 20 ms" must be readable).
-pub const LATENCY_BUCKETS: [f64; 16] =
-    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, in 1-2-5 steps, and finer
+/// steps around the latency targets (a p99 of "≤ 20 ms" must be readable, and one of 25 ms
+/// must not read as 50).
+pub const LATENCY_BUCKETS: [f64; 20] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04,
+    0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
+];
 
 /// Upper bounds of the size buckets (records per batch).
 pub const SIZE_BUCKETS: [f64; 16] = [
@@ -65,10 +68,14 @@ pub const SIZE_BUCKETS: [f64; 16] = [
     65536.0,
 ];
 
+/// Buckets a histogram can have (its bounds and the overflow).
+const MAX_BUCKETS: usize = 21;
+
 /// A fixed-bucket histogram (cumulative on render, like Prometheus expects).
 pub struct Histogram {
-    bounds: &'static [f64; 16],
-    buckets: [AtomicU64; 17],
+    bounds: &'static [f64],
+    /// One per bound, then the overflow; histograms use the first `bounds.len() + 1`.
+    buckets: [AtomicU64; MAX_BUCKETS],
     count: AtomicU64,
     /// Sum in micro-units (µs for latencies, units for sizes) to stay integral.
     sum_micros: AtomicU64,
@@ -86,10 +93,11 @@ impl Histogram {
         Self::with(&SIZE_BUCKETS, 1.0)
     }
 
-    const fn with(bounds: &'static [f64; 16], scale: f64) -> Self {
+    const fn with(bounds: &'static [f64], scale: f64) -> Self {
+        assert!(bounds.len() < MAX_BUCKETS);
         Self {
             bounds,
-            buckets: [const { AtomicU64::new(0) }; 17],
+            buckets: [const { AtomicU64::new(0) }; MAX_BUCKETS],
             count: AtomicU64::new(0),
             sum_micros: AtomicU64::new(0),
             scale,
@@ -121,7 +129,7 @@ impl Histogram {
         }
         let want = (q * total as f64).ceil().max(1.0) as u64;
         let mut seen = 0;
-        for (i, b) in self.buckets.iter().enumerate() {
+        for (i, b) in self.buckets.iter().take(self.bounds.len() + 1).enumerate() {
             seen += b.load(Relaxed);
             if seen >= want {
                 return Some(self.bounds.get(i).copied().unwrap_or(f64::INFINITY));
@@ -137,7 +145,7 @@ impl Histogram {
             cumulative += self.buckets[i].load(Relaxed);
             let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
         }
-        cumulative += self.buckets[16].load(Relaxed);
+        cumulative += self.buckets[self.bounds.len()].load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
         let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Relaxed) as f64 / self.scale);
         let _ = writeln!(out, "{name}_count {}", self.count.load(Relaxed));
@@ -209,7 +217,7 @@ mod tests {
         assert!(out.contains("x_bucket{le=\"+Inf\"} 4"), "{out}");
         assert!(out.contains("x_count 4"), "{out}");
         assert_eq!(h.quantile(0.5), Some(0.001));
-        assert_eq!(h.quantile(0.99), Some(0.05));
+        assert_eq!(h.quantile(0.99), Some(0.04));
     }
 
     #[test]
