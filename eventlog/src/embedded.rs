@@ -22,9 +22,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::thread::JoinHandle;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 
 /// Appends queued per partition before `append` waits for room (backpressure, not memory growth).
 const QUEUED_APPENDS: usize = 1024;
@@ -116,7 +116,7 @@ impl fmt::Debug for EmbeddedLog {
 
 impl EmbeddedLog {
     /// Opens (creating if needed) the log in `dir`, recovering every partition, and starts one
-    /// writer task per partition on the current tokio runtime.
+    /// writer thread per partition.
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self, LogError> {
         if options.partitions == 0 {
             return Err(LogError::InvalidOptions("partitions must be at least 1"));
@@ -124,7 +124,6 @@ impl EmbeddedLog {
         if options.segment_bytes == 0 || options.max_batch_bytes == 0 {
             return Err(LogError::InvalidOptions("segment_bytes and max_batch_bytes must be positive"));
         }
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| LogError::NoRuntime)?;
         let root = dir.as_ref().to_path_buf();
         fs::create_dir_all(&root).map_err(|e| LogError::io(format!("create {}", root.display()), e))?;
         check_partition_count(&root, options.partitions)?;
@@ -152,7 +151,12 @@ impl EmbeddedLog {
                     segment_bytes: options.segment_bytes,
                     failed: None,
                 };
-                writers.push(runtime.spawn(group_commit::run(writer, requests, options.max_batch_bytes)));
+                let max_batch_bytes = options.max_batch_bytes;
+                let thread = std::thread::Builder::new()
+                    .name(format!("log-{}-{partition}", topic.name()))
+                    .spawn(move || group_commit::run(writer, requests, max_batch_bytes))
+                    .map_err(|e| LogError::io("start a log writer thread".to_string(), e))?;
+                writers.push(thread);
                 partitions.push(Partition { shared, sender: Mutex::new(Some(sender)) });
             }
             sync_dir(&topic_dir)?;
@@ -187,9 +191,12 @@ impl EmbeddedLog {
             lock(&partition.sender).take();
         }
         let writers = std::mem::take(&mut *lock(&self.writers));
-        for writer in writers {
-            let _ = writer.await;
-        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for writer in writers {
+                let _ = writer.join();
+            }
+        })
+        .await;
     }
 
     fn partition(&self, topic: Topic, partition: PartitionId) -> Result<&Partition, LogError> {
@@ -592,12 +599,5 @@ mod tests {
         assert_eq!(log.partition_count(), 8);
         let err = crate::open("kafka://localhost:9092", LogOptions::default()).err().unwrap();
         assert_eq!(err.to_string(), "unsupported log backend `kafka`");
-    }
-
-    #[test]
-    fn opening_outside_a_runtime_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        let err = EmbeddedLog::open(dir.path(), LogOptions::default()).unwrap_err();
-        assert!(matches!(err, LogError::NoRuntime));
     }
 }

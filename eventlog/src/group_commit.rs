@@ -1,4 +1,4 @@
-//! The per-partition writer. One task owns a partition's active segment; appends reach it through
+//! The per-partition writer. One thread owns a partition's active segment; appends reach it through
 //! a bounded channel. It takes everything queued (up to `max_batch_bytes`), writes all the frames,
 //! fsyncs once, publishes the new end to readers, and only then answers each append. Under load
 //! one fsync acknowledges many appends, which is what makes "204 only after fsync" affordable.
@@ -64,39 +64,22 @@ fn record_bytes(records: &[(Vec<u8>, Vec<u8>)]) -> usize {
     records.iter().map(|(k, v)| k.len() + v.len()).sum()
 }
 
-/// Runs `f` on the writer in the blocking pool (file IO and fsync must not stall async workers)
-/// and hands the writer back. `None` if the blocking task could not finish (runtime shutdown).
-async fn blocking<R: Send + 'static>(
-    mut writer: Writer,
-    f: impl FnOnce(&mut Writer) -> R + Send + 'static,
-) -> Option<(Writer, R)> {
-    tokio::task::spawn_blocking(move || {
-        let result = f(&mut writer);
-        (writer, result)
-    })
-    .await
-    .ok()
-}
-
-/// The writer task: runs until every sender is gone, answering queued requests first.
-pub(crate) async fn run(mut writer: Writer, mut requests: mpsc::Receiver<Request>, max_batch_bytes: usize) {
+/// The writer thread: runs until every sender is gone, answering queued requests first. A
+/// thread of its own, not a task: each commit blocks on fsync, and handing every commit to the
+/// blocking pool and back cost two thread wake-ups more per commit (`docs/decisions.md`).
+pub(crate) fn run(mut writer: Writer, mut requests: mpsc::Receiver<Request>, max_batch_bytes: usize) {
     let mut held: Option<Request> = None;
     loop {
         let request = match held.take() {
             Some(request) => request,
-            None => match requests.recv().await {
+            None => match requests.blocking_recv() {
                 Some(request) => request,
                 None => return,
             },
         };
         match request {
             Request::Retain { offset, reply } => {
-                let Some((w, result)) = blocking(writer, move |w| w.retain(offset)).await else {
-                    let _ = reply.send(Err(LogError::Closed));
-                    return;
-                };
-                writer = w;
-                let _ = reply.send(result);
+                let _ = reply.send(writer.retain(offset));
             }
             Request::Append { records, reply } => {
                 let mut bytes = record_bytes(&records);
@@ -118,14 +101,7 @@ pub(crate) async fn run(mut writer: Writer, mut requests: mpsc::Receiver<Request
                         Err(_) => break,
                     }
                 }
-                let Some((w, result)) = blocking(writer, move |w| w.commit(&batch)).await else {
-                    for reply in replies {
-                        let _ = reply.send(Err(LogError::Closed));
-                    }
-                    return;
-                };
-                writer = w;
-                match result {
+                match writer.commit(&batch) {
                     Ok(firsts) => {
                         for (reply, first) in replies.into_iter().zip(firsts) {
                             let _ = reply.send(Ok(first));

@@ -133,8 +133,6 @@ pub enum LogError {
     InvalidOptions(&'static str),
     #[error("unsupported log backend `{0}`")]
     UnsupportedBackend(String),
-    #[error("the embedded log must be opened inside a tokio runtime")]
-    NoRuntime,
     /// The brokers are unreachable or refused (Kafka); retrying later may succeed.
     #[error("the log is unavailable: {0}")]
     Unavailable(String),
@@ -205,7 +203,7 @@ pub trait Log: Send + Sync + 'static {
 pub type SharedLog = Arc<dyn Log>;
 
 /// Opens the backend named by `url`: `embedded:<directory>` (or a bare directory path). The
-/// embedded backend starts its writer tasks, so this must run inside a tokio runtime.
+/// embedded backend starts one writer thread per partition.
 pub fn open(url: &str, options: LogOptions) -> Result<SharedLog, LogError> {
     let path = url.strip_prefix("embedded:").unwrap_or(url);
     if let Some((scheme, _)) = path.split_once("://") {
@@ -216,7 +214,7 @@ pub fn open(url: &str, options: LogOptions) -> Result<SharedLog, LogError> {
 
 /// Opens the backend named by `url`: `kafka://...` (the [`kafka`] module docs give the URL's
 /// parameters; the topics are created if absent), `embedded:<directory>` or a bare directory
-/// path. Must run inside a tokio runtime.
+/// path.
 pub async fn connect(url: &str, options: LogOptions) -> Result<SharedLog, LogError> {
     if url.starts_with("kafka://") {
         return Ok(Arc::new(KafkaLog::connect(url, options).await?));

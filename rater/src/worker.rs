@@ -63,7 +63,6 @@ impl RaterError {
                     | LogError::PartitionCountMismatch { .. }
                     | LogError::InvalidOptions(_)
                     | LogError::UnsupportedBackend(_)
-                    | LogError::NoRuntime
             )
         )
     }
