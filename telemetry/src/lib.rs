@@ -57,9 +57,9 @@ impl Default for Gauge {
 /// Upper bounds of the latency buckets, in seconds: 50 µs to 10 s, in 1-2-5 steps, and finer
 /// steps around the latency targets (a p99 of "≤ 20 ms" must be readable, and one of 25 ms
 /// must not read as 50).
-pub const LATENCY_BUCKETS: [f64; 20] = [
+pub const LATENCY_BUCKETS: [f64; 21] = [
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04,
-    0.05, 0.1, 0.25, 0.5, 1.0, 10.0,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
 /// Upper bounds of the size buckets (records per batch).
@@ -69,7 +69,7 @@ pub const SIZE_BUCKETS: [f64; 16] = [
 ];
 
 /// Buckets a histogram can have (its bounds and the overflow).
-const MAX_BUCKETS: usize = 21;
+const MAX_BUCKETS: usize = 22;
 
 /// A fixed-bucket histogram (cumulative on render, like Prometheus expects).
 pub struct Histogram {
@@ -218,6 +218,16 @@ mod tests {
         assert!(out.contains("x_count 4"), "{out}");
         assert_eq!(h.quantile(0.5), Some(0.001));
         assert_eq!(h.quantile(0.99), Some(0.04));
+    }
+
+    #[test]
+    fn latency_buckets_rise_and_step_through_seconds_too() {
+        assert!(LATENCY_BUCKETS.windows(2).all(|w| w[0] < w[1]));
+        let h = Histogram::latency();
+        h.observe(2.0);
+        assert_eq!(h.quantile(1.0), Some(2.5), "2 s reads as <= 2.5 s, not <= 10 s");
+        h.observe(60.0);
+        assert_eq!(h.quantile(1.0), Some(f64::INFINITY));
     }
 
     #[test]
