@@ -145,15 +145,17 @@ fn take_previous(
     Ok(old.map(|(revision, _)| revision))
 }
 
-/// The tables of one write transaction, each opened once (opening a table walks the table tree).
+/// The tables of one write transaction, each opened once per commit, however many batches the
+/// commit groups (opening a table walks the table tree), and only if a batch needs it.
 struct OpenTables<'txn> {
     txn: &'txn redb::WriteTransaction,
     open: Vec<Option<Records<'txn>>>,
+    unique: Option<Uniques<'txn>>,
 }
 
 impl<'txn> OpenTables<'txn> {
     fn new(txn: &'txn redb::WriteTransaction) -> Self {
-        Self { txn, open: Table::ALL.iter().map(|_| None).collect() }
+        Self { txn, open: Table::ALL.iter().map(|_| None).collect(), unique: None }
     }
 
     fn get(&mut self, table: Table) -> Result<&mut Records<'txn>, StoreError> {
@@ -163,12 +165,23 @@ impl<'txn> OpenTables<'txn> {
         }
         slot.as_mut().ok_or_else(|| backend("table not open"))
     }
+
+    /// `table` and the unique-key table, for writes that replace, delete or claim.
+    fn with_unique(&mut self, table: Table) -> Result<(&mut Records<'txn>, &mut Uniques<'txn>), StoreError> {
+        self.get(table)?;
+        if self.unique.is_none() {
+            self.unique = Some(self.txn.open_table(UNIQUE).map_err(backend)?);
+        }
+        match (self.open[table.index()].as_mut(), self.unique.as_mut()) {
+            (Some(records), Some(unique)) => Ok((records, unique)),
+            _ => Err(backend("table not open")),
+        }
+    }
 }
 
-/// Applies one batch inside `txn`. On error the caller must drop `txn` uncommitted.
-fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreError> {
-    let mut unique = txn.open_table(UNIQUE).map_err(backend)?;
-    let mut tables = OpenTables::new(txn);
+/// Applies one batch inside the transaction of `tables`. On error the caller must drop the
+/// transaction uncommitted.
+fn apply_ops(tables: &mut OpenTables<'_>, batch: &[Op]) -> Result<(), StoreError> {
     for op in batch {
         match op {
             Op::Put { table, key, doc, expect: Expect::Absent, unique: claims } if claims.is_empty() => {
@@ -189,8 +202,8 @@ fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreErro
             }
             Op::Put { table, key, doc, expect, unique: claims } => {
                 let (table, expect) = (*table, *expect);
-                let t = tables.get(table)?;
-                let previous = take_previous(t, &mut unique, table, key, expect)?;
+                let (t, unique) = tables.with_unique(table)?;
+                let previous = take_previous(t, unique, table, key, expect)?;
                 for claim in claims {
                     let slot = unique_slot(table, claim.index, &claim.value);
                     let owner = unique.get(slot.as_str()).map_err(backend)?.map(|o| o.value().to_string());
@@ -207,8 +220,8 @@ fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreErro
                 t.insert(key.as_bytes(), encode(revision, claims, doc).as_slice()).map_err(backend)?;
             }
             Op::Delete { table, key, expect } => {
-                let t = tables.get(*table)?;
-                take_previous(t, &mut unique, *table, key, *expect)?;
+                let (t, unique) = tables.with_unique(*table)?;
+                take_previous(t, unique, *table, key, *expect)?;
                 t.remove(key.as_bytes()).map_err(backend)?;
             }
         }
@@ -219,9 +232,11 @@ fn apply_ops(txn: &redb::WriteTransaction, batch: &[Op]) -> Result<(), StoreErro
 /// Applies batches in one write transaction and commits it: all of them or none.
 fn commit(db: &Database, batches: &[&[Op]]) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(backend)?;
+    let mut tables = OpenTables::new(&txn);
     for batch in batches {
-        apply_ops(&txn, batch)?;
+        apply_ops(&mut tables, batch)?;
     }
+    drop(tables);
     txn.commit().map_err(backend)
 }
 
