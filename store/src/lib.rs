@@ -42,13 +42,7 @@ pub trait Store: Send + Sync + 'static {
     /// Many records of one table, in the order of `keys` (`None` where absent), read from one
     /// consistent snapshot where the backend has snapshots. The ledger writer checks a whole
     /// batch of events with one call.
-    async fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(self.get(table, key).await?);
-        }
-        Ok(out)
-    }
+    async fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Record>>, StoreError>;
 
     /// Records whose key starts with `prefix`, in key order, with the total number that match.
     async fn list(&self, table: Table, prefix: &str, range: ListRange) -> Result<Listing, StoreError>;

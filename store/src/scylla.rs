@@ -871,7 +871,6 @@ pub struct ScyllaStore {
 struct Inner {
     session: Session,
     q: Prepared,
-    config: ScyllaConfig,
 }
 
 impl ScyllaStore {
@@ -895,11 +894,7 @@ impl ScyllaStore {
             .map_err(|e| backend(format_args!("connect to {}", config.nodes.join(",")), e))?;
         migrate(&session, &config).await?;
         let q = Prepared::new(&session, &config.keyspace).await?;
-        Ok(Self { inner: Arc::new(Inner { session, q, config }) })
-    }
-
-    pub fn config(&self) -> &ScyllaConfig {
-        &self.inner.config
+        Ok(Self { inner: Arc::new(Inner { session, q }) })
     }
 
     fn session(&self) -> &Session {
@@ -965,14 +960,15 @@ impl ScyllaStore {
     /// Writes one group: claims its unique values, writes its event pointers, commits it, then
     /// releases what it no longer holds.
     async fn apply_group(&self, group: &Group, known: &mut Known) -> Result<(), StoreError> {
-        // A precondition already known to fail fails before anything is claimed.
-        plan_group(&group.ops, known)?;
+        // A precondition already known to fail fails before anything is claimed. Claiming
+        // leaves `known` as it is, so these plans are the first attempt's.
+        let plans = plan_group(&group.ops, known)?;
         let claims = self.claim_group(group, known).await?;
         if let Err(e) = self.put_event_pointers(group).await {
             self.release_unheld(&claims, known).await;
             return Err(e);
         }
-        match self.commit_group(group, known).await {
+        match self.commit_group(group, plans, known).await {
             Ok(plans) => {
                 self.release_after(&plans).await;
                 self.drop_event_pointers(&plans).await;
@@ -990,17 +986,18 @@ impl ScyllaStore {
         }
     }
 
-    /// Plans the group and applies it as one conditional batch, planning again (with the state
+    /// Applies the group's `plans` as one conditional batch, planning again (with the state
     /// read again) while it loses races that its preconditions allow.
     async fn commit_group<'a>(
         &self,
         group: &'a Group,
+        mut plans: Vec<KeyPlan<'a>>,
         known: &mut Known,
     ) -> Result<Vec<KeyPlan<'a>>, StoreError> {
         let mut attempt = 0;
         loop {
-            let plans = plan_group(&group.ops, known)?;
             if attempt > 0 {
+                plans = plan_group(&group.ops, known)?;
                 tokio::time::sleep(backoff(attempt)).await;
             }
             if self.execute(&plans).await? {
