@@ -111,7 +111,7 @@ pub async fn run_partition(
         let max_records = options.records_to_read(events_per_record);
         let records = log.read(Topic::LedgerInput, partition, next_read, max_records).await?;
         let prepared =
-            if records.is_empty() { None } else { Some(writer.prepare(&records, in_flight.is_some()).await) };
+            if records.is_empty() { None } else { Some(writer.prepare(&records, in_flight.as_ref()).await) };
         let settled = match in_flight.take() {
             Some(commit) => writer.settle(commit).await,
             None => Ok(()),
@@ -235,23 +235,29 @@ struct Fetched {
     products_loaded: HashSet<String>,
 }
 
-/// The writer's answers to [`Known`].
+/// The writer's answers to [`Known`]: what the store holds, and what the batch still being
+/// committed posts (the store does not show it yet, but it is posted as far as the next batch is
+/// concerned: a retry of one of its events or commands must be a duplicate, not a conflict that
+/// throws both batches away).
 struct Lookup<'a> {
     fetched: &'a Fetched,
+    in_flight: Option<&'a Postings>,
     taken: &'a HashSet<String>,
     products: &'a HashMap<String, Product>,
 }
 
 impl Known for Lookup<'_> {
     fn posted_event(&self, key: &str) -> Option<&UsageEvent> {
-        if self.fetched.events.is_empty() {
-            return None;
-        }
-        self.fetched.events.get(key)
+        self.fetched
+            .events
+            .get(key)
+            .or_else(|| self.in_flight.and_then(|out| out.events.get(key)).map(|stored| &stored.event))
     }
 
     fn transaction_exists(&self, key: &str) -> bool {
-        self.taken.contains(key) || self.fetched.transactions.get(key).copied().unwrap_or(false)
+        self.taken.contains(key)
+            || self.fetched.transactions.get(key).copied().unwrap_or(false)
+            || self.in_flight.is_some_and(|out| out.transactions.contains_key(key))
     }
 
     fn product(&self, id: &str) -> Option<&Product> {
@@ -271,8 +277,6 @@ struct Writer {
     /// The last committed progress, and the store revision of its record.
     progress: PartitionProgress,
     revision: u64,
-    /// The revision the progress record will have once the commit in flight lands.
-    next_revision: u64,
     /// Customer state as committed (plus the batch in hand while it is applied).
     customers: HashMap<String, LedgerState>,
     /// Product documents by id; published versions are immutable, so they never go stale.
@@ -316,7 +320,6 @@ impl Writer {
             posted,
             progress,
             revision,
-            next_revision: revision,
             customers: HashMap::new(),
             products: HashMap::new(),
             taken: HashSet::new(),
@@ -328,9 +331,14 @@ impl Writer {
         self.customers.clear();
     }
 
-    /// Applies `records` to the in-memory state and encodes the batch's one atomic write.
-    /// `behind_commit`: a commit is in flight, so the progress record will be one revision on.
-    async fn prepare(&mut self, records: &[Record], behind_commit: bool) -> Result<Prepared, Failure> {
+    /// Applies `records` to the in-memory state and encodes the batch's one atomic write, behind
+    /// the batch `in_flight` if one is being committed (then the progress record will be one
+    /// revision on, and what that batch posts counts as posted).
+    async fn prepare(
+        &mut self,
+        records: &[Record],
+        in_flight: Option<&InFlight>,
+    ) -> Result<Prepared, Failure> {
         let inputs = self.decode(records);
         self.load_customers(&inputs).await.map_err(Failure::Retry)?;
         let inputs: Vec<(u64, LedgerInput)> = inputs
@@ -341,18 +349,22 @@ impl Writer {
             .collect();
         let fetched = self.prefetch(&inputs).await.map_err(Failure::Retry)?;
         let mut out = Postings::default();
+        let lookup = Lookup {
+            fetched: &fetched,
+            in_flight: in_flight.map(|batch| &batch.out),
+            taken: &self.taken,
+            products: &self.products,
+        };
         for (offset, input) in inputs {
-            let customer = input.customer_id().to_string();
-            let lookup = Lookup { fetched: &fetched, taken: &self.taken, products: &self.products };
-            if let Some(state) = self.customers.get_mut(&customer) {
+            if let Some(state) = self.customers.get_mut(input.customer_id()) {
                 apply::apply(state, offset, input, &lookup, &mut out);
             }
         }
         let last = records.last().map_or(self.progress.next_offset, |r| r.offset + 1);
         let first = records.first().map_or(self.progress.next_offset, |r| r.offset);
         let next = PartitionProgress { next_offset: last, epoch: self.progress.epoch, batch_start: first };
-        self.next_revision = self.revision + u64::from(behind_commit);
-        let ops = self.batch(next, &out).map_err(Failure::Retry)?;
+        let expected = self.revision + u64::from(in_flight.is_some());
+        let ops = self.batch(next, expected, &out).map_err(Failure::Retry)?;
         Ok(Prepared { ops, next, records: records.len(), out })
     }
 
@@ -569,10 +581,11 @@ impl Writer {
 
     /// The write batch: the fence first (so a fenced writer's conflict is reported on it), then
     /// customer ledgers, transactions and events, each in key order.
-    fn batch(&self, next: PartitionProgress, out: &Postings) -> Result<Vec<Op>, StoreError> {
+    /// `expected`: the progress record's revision when this batch commits.
+    fn batch(&self, next: PartitionProgress, expected: u64, out: &Postings) -> Result<Vec<Op>, StoreError> {
         let mut ops = Vec::with_capacity(1 + out.customers.len() + out.transactions.len() + out.events.len());
         let progress = Op::put_doc(Table::Offsets, PartitionProgress::key(self.partition), &next)?;
-        ops.push(progress.expect(Expect::Revision(self.next_revision)));
+        ops.push(progress.expect(Expect::Revision(expected)));
         for customer in &out.customers {
             if let Some(state) = self.customers.get(customer) {
                 ops.push(Op::put_doc(Table::Ledger, customer.as_str(), state)?);

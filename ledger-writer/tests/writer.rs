@@ -11,9 +11,11 @@ use schemas::ledger::{AdjustmentReason, LedgerInput, StoredEvent, Transaction, T
 use schemas::Decimal;
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 use std::time::Duration;
 use store::typed::{get_doc, list_docs};
-use store::{ListRange, Op, SharedStore, Table};
+use store::{ListRange, Listing, Op, Record, SharedStore, Store, StoreError, Table, WriteBatch};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -588,4 +590,100 @@ async fn a_batch_left_half_written_is_completed_once_by_the_next_writer() {
         a_before,
         "the first customer is untouched"
     );
+}
+
+/// A store whose writes of usage events wait while the gate is closed, and which counts the
+/// event reads the writer makes to prepare a batch and the writes it refuses.
+struct Gated {
+    inner: SharedStore,
+    open: watch::Sender<bool>,
+    waiting: AtomicUsize,
+    event_reads: AtomicUsize,
+    refused: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Store for Gated {
+    async fn get(&self, table: Table, key: &str) -> Result<Option<Record>, StoreError> {
+        self.inner.get(table, key).await
+    }
+
+    async fn get_many(&self, table: Table, keys: &[String]) -> Result<Vec<Option<Record>>, StoreError> {
+        if table == Table::Events && !keys.is_empty() {
+            self.event_reads.fetch_add(1, SeqCst);
+        }
+        self.inner.get_many(table, keys).await
+    }
+
+    async fn list(&self, table: Table, prefix: &str, range: ListRange) -> Result<Listing, StoreError> {
+        self.inner.list(table, prefix, range).await
+    }
+
+    async fn find_unique(
+        &self,
+        table: Table,
+        index: &str,
+        value: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.find_unique(table, index, value).await
+    }
+
+    async fn write(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if batch.iter().any(|op| matches!(op, Op::Put { table: Table::Events, .. })) {
+            self.waiting.fetch_add(1, SeqCst);
+            let _ = self.open.subscribe().wait_for(|open| *open).await;
+        }
+        let result = self.inner.write(batch).await;
+        if result.is_err() {
+            self.refused.fetch_add(1, SeqCst);
+        }
+        result
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_resent_while_its_first_batch_commits_is_a_duplicate_not_a_refused_commit() {
+    // One record per batch, so the writer pipelines: it prepares each batch while the one before
+    // it commits.
+    let mut p = Pipeline::with_options(WriterOptions { max_batch_records: 1, ..WriterOptions::default() });
+    let gated = Arc::new(Gated {
+        inner: p.store.clone(),
+        open: watch::Sender::new(true),
+        waiting: AtomicUsize::new(0),
+        event_reads: AtomicUsize::new(0),
+        refused: AtomicUsize::new(0),
+    });
+    p.store = gated.clone();
+    let c = "cust_a";
+    p.start();
+    p.post(&adj(c, "topup", "10", AdjustmentReason::ExternalTopup, "2026-11-15T12:00:00Z")).await;
+    p.stop().await;
+    // Both batches are in the log when the writer starts again: evt_1's commit waits at the gate
+    // while the batch behind it (evt_1 again, and evt_2) is prepared.
+    gated.open.send_replace(false);
+    p.append(&usage_fee(c, "evt_1", "1.5", "2026-11-15T12:00:01Z")).await;
+    let again = usage(
+        c,
+        "2026-11-15T12:00:02Z",
+        vec![
+            rated(event("evt_1", json!({})), vec![fee("evt_1", "price_1", "USD", "1.5")]),
+            rated(event("evt_2", json!({})), vec![fee("evt_2", "price_1", "USD", "0.25")]),
+        ],
+    );
+    p.append(&again).await;
+    p.start();
+    let started = std::time::Instant::now();
+    while gated.event_reads.load(SeqCst) < 2 {
+        assert!(started.elapsed() < POSTED_WITHIN, "the writer prepared both usage batches");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(gated.waiting.load(SeqCst), 1, "evt_1's batch was committing while the next was prepared");
+    gated.open.send_replace(true);
+    p.drain().await;
+
+    assert_eq!(gated.refused.load(SeqCst), 0, "the second batch saw evt_1 in flight: no conflict");
+    let transactions = p.transactions(c).await;
+    assert_eq!(fees_of(&transactions).len(), 2, "{transactions:?}");
+    assert_eq!(p.available(c).await, d("8.25"));
+    p.stop().await;
 }
