@@ -121,15 +121,28 @@ async fn run<F, Fut, E>(
         let Some(membership) = join(&log, group, topic, &mut stop).await else { return };
         tracing::info!(group, %topic, owned = ?membership.owned(), "joined the consumer group");
         status.set_joined(true);
+        let joined = std::time::Instant::now();
         let start = Arc::clone(&start);
         let supervised = supervise(membership, stop.clone(), options.clone(), move |p, s| start(p, s)).await;
         status.set_joined(false);
         let Err(ended) = supervised else { return };
+        backoff = rejoin_backoff(backoff, joined.elapsed());
         tracing::warn!(group, %topic, error = %ended, retry_in = ?backoff, "joining the group again");
         if !pause(backoff, &mut stop).await {
             return;
         }
         backoff = (backoff * 2).min(MAX_REJOIN_BACKOFF);
+    }
+}
+
+/// The pause before joining again after a membership of `lasted` ended, `backoff` being the
+/// pause the last one would have had. It grows while memberships end one after the other, and
+/// starts over after one that lasted: a hiccup hours later is not waited out for the longest.
+fn rejoin_backoff(backoff: Duration, lasted: Duration) -> Duration {
+    if lasted >= MAX_REJOIN_BACKOFF {
+        FIRST_REJOIN_BACKOFF
+    } else {
+        backoff
     }
 }
 
@@ -169,4 +182,15 @@ async fn pause(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
         _ = stop.wait_for(|s| *s) => false,
     };
     slept && !*stop.borrow()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rejoin_backoff_starts_over_after_a_membership_that_lasted() {
+        assert_eq!(rejoin_backoff(MAX_REJOIN_BACKOFF, Duration::from_secs(3600)), FIRST_REJOIN_BACKOFF);
+        assert_eq!(rejoin_backoff(Duration::from_secs(8), Duration::from_secs(1)), Duration::from_secs(8));
+    }
 }
