@@ -307,10 +307,6 @@ impl KafkaLog {
         })
     }
 
-    pub fn settings(&self) -> &KafkaSettings {
-        &self.settings
-    }
-
     fn check(&self, topic: Topic, partition: PartitionId) -> Result<usize, LogError> {
         let count = self.partition_count;
         if partition >= count {

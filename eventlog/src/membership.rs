@@ -22,20 +22,20 @@ use tokio::task::JoinHandle;
 pub struct Membership {
     owned: watch::Receiver<BTreeSet<PartitionId>>,
     /// Whatever keeps the membership alive (Kafka: the group consumer and its poll thread).
-    _member: Option<Box<dyn Send + Sync>>,
+    _member: Box<dyn Send + Sync>,
 }
 
 impl Membership {
     /// A membership whose assignment `owned` reports; `member` is dropped with it.
     pub fn new(owned: watch::Receiver<BTreeSet<PartitionId>>, member: impl Send + Sync + 'static) -> Self {
-        Self { owned, _member: Some(Box::new(member)) }
+        Self { owned, _member: Box::new(member) }
     }
 
     /// Every partition of a `count`-partition topic, forever (the embedded log: one process).
     pub fn all(count: u32) -> Self {
         let (tx, owned) = watch::channel((0..count).collect());
         // The sender lives as long as the membership, so the assignment never "closes".
-        Self { owned, _member: Some(Box::new(tx)) }
+        Self { owned, _member: Box::new(tx) }
     }
 
     /// The partitions owned now.

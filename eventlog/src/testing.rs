@@ -160,11 +160,6 @@ impl Broker {
         }
     }
 
-    /// The port the broker listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// `kafka://127.0.0.1:PORT?prefix=PREFIX`; append `&name=value` for more URL parameters.
     pub fn url(&self, prefix: &str) -> String {
         format!("kafka://127.0.0.1:{}?prefix={prefix}", self.port)

@@ -151,7 +151,8 @@ async fn groups_are_independent_and_a_member_reports_changes_through_its_watch()
     let log = connect(&url).await;
     let all: BTreeSet<PartitionId> = (0..PARTITIONS).collect();
     let writers = log.join("writers", Topic::LedgerInput).await.unwrap();
-    let raters = log.join("raters", Topic::UsageRaw).await.unwrap();
+    // The same topic: were the two groups one, its partitions would be split between them.
+    let raters = log.join("raters", Topic::LedgerInput).await.unwrap();
     let mut watch = raters.watch();
     tokio::time::timeout(EVENTUALLY, watch.wait_for(|owned| *owned == all))
         .await
