@@ -21,13 +21,16 @@ export DRAWDOWN_API_KEY=sk_test_profile0000000000000000000
 RUST_LOG=warn "$BIN/drawdown" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA" >/dev/null 2>&1 &
 SERVER=$!
 trap 'kill -TERM $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
-sleep 1.5
+for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null && break
+    sleep 0.1
+done
 "$BIN/loadgen" --url "http://127.0.0.1:$PORT" --server-pid "$SERVER" --customers 1000 \
     --batch "$BATCH" --concurrency "$CONC" --duration 40 --settle-timeout 900 >"target/profile-$BATCH.log" 2>&1 &
 LOADGEN=$!
 sleep 15
 counters() {
-    curl -s -H "Authorization: Bearer $DRAWDOWN_API_KEY" "http://127.0.0.1:$PORT/metrics" |
+    curl -s "http://127.0.0.1:$PORT/metrics" |
         grep -E '^drawdown_(events_accepted_total|rater_events_total|writer_inputs_total|writer_postings_total) ' | tr '\n' ' '
 }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

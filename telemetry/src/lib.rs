@@ -68,8 +68,9 @@ pub const SIZE_BUCKETS: [f64; 16] = [
     65536.0,
 ];
 
-/// Buckets a histogram can have (its bounds and the overflow).
-const MAX_BUCKETS: usize = 22;
+/// Buckets a histogram can have (its bounds and the overflow): the latency histogram has the
+/// most bounds.
+const MAX_BUCKETS: usize = LATENCY_BUCKETS.len() + 1;
 
 /// A fixed-bucket histogram (cumulative on render, like Prometheus expects).
 pub struct Histogram {

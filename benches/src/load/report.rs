@@ -193,7 +193,9 @@ pub struct Report {
 }
 
 impl Report {
-    /// Why the run failed, or `None` when it passed (balances verified, events accepted).
+    /// Why the run failed, or `None` when it passed: balances verified, events accepted, and
+    /// no request refused (every request the generator sends is valid, so a refusal other than
+    /// the 429/503 it retries is the server's fault, even if the balances agree without it).
     pub fn failure(&self) -> Option<String> {
         let v = &self.verification;
         if !v.passed {
@@ -202,6 +204,9 @@ impl Report {
                 v.mismatches.len(),
                 v.customers_checked
             ));
+        }
+        if let Some(first) = self.refusals.first() {
+            return Some(format!("the server refused valid requests, first: {first}"));
         }
         (self.counts.events_accepted == 0).then(|| "no event was accepted".to_string())
     }
@@ -492,5 +497,18 @@ mod tests {
             sample().failure().as_deref(),
             Some("verification failed: 1 of 4 customers have another balance than expected")
         );
+    }
+
+    #[test]
+    fn a_refused_request_fails_a_run_whose_balances_verify() {
+        let mut report = sample();
+        report.verification.passed = true;
+        report.verification.mismatches.clear();
+        assert_eq!(
+            report.failure().as_deref(),
+            Some("the server refused valid requests, first: 422 on POST /events: bad")
+        );
+        report.refusals.clear();
+        assert_eq!(report.failure(), None);
     }
 }

@@ -49,10 +49,6 @@ impl SpawnedServer {
         self.child.id()
     }
 
-    pub fn data_dir(&self) -> Option<&Path> {
-        self.dir.as_ref().map(|d| d.path())
-    }
-
     async fn wait_until_serving(&mut self) -> anyhow::Result<()> {
         let mut conn = Connection::new(Arc::new(Endpoint::parse(&self.url, &self.api_key)?));
         let started = Instant::now();
