@@ -39,24 +39,11 @@ impl Request {
             parsed == fixtures::usage_request(events, until),
             "the body does not parse back to its request"
         );
-        if let Err(errors) = validate_request(&parsed, now) {
+        if let Err(errors) = validate::usage_request(&parsed, now) {
             anyhow::bail!("the benched request is invalid: {:?}", errors.into_map());
         }
         Ok(Self { events, body, parsed, now })
     }
-}
-
-/// Ingest's validation of a whole request (`Ingest::validate` before the customer lookup).
-fn validate_request(request: &UsageRequest, now: Timestamp) -> Result<(), ValidationErrors> {
-    let mut errors = ValidationErrors::new();
-    validate::customer_reference(
-        &mut errors,
-        request.customer_id.as_deref(),
-        request.customer_external_id.as_deref(),
-    );
-    validate::usage_events(&mut errors, &request.events);
-    validate::grace_window(&mut errors, &request.events, now);
-    errors.into_result()
 }
 
 fn parse_request(c: &mut Criterion, small: &Request, large: &Request) {
@@ -69,7 +56,7 @@ fn parse_request(c: &mut Criterion, small: &Request, large: &Request) {
     }
     group.throughput(Throughput::Elements(large.events as u64));
     group.bench_function(format!("validate_{}", large.events), |b| {
-        b.iter(|| validate_request(black_box(&large.parsed), large.now))
+        b.iter(|| validate::usage_request(black_box(&large.parsed), large.now))
     });
     group.finish();
 }

@@ -6,12 +6,12 @@
 use anyhow::Context;
 use chrono::{Duration, SubsecRound};
 use ledger_writer::apply::{apply, Known, Outcome, Postings};
-use ledger_writer::fixtures::{adjustment, at};
+use ledger_writer::fixtures::{adjustment, usage};
 use ledger_writer::LedgerState;
 use rater::fixtures::{event_with_id, usage_price, version};
 use rater::{rate, Rating, Scratch, Subscribed};
 use schemas::catalog::{Asset, Product, ProductVersion};
-use schemas::ledger::{AdjustmentReason, LedgerInput, RatedEvent, RatedUsage, RawUsage, UsageRequest};
+use schemas::ledger::{AdjustmentReason, LedgerInput, RatedEvent, RawUsage, UsageRequest};
 use schemas::usage::{DataValue, UsageEvent};
 use schemas::{Decimal, Timestamp};
 use serde_json::{json, Value};
@@ -201,12 +201,7 @@ pub fn rated_events(events: Vec<UsageEvent>) -> Vec<RatedEvent> {
 
 /// One `ledger.input` usage record of [`CUSTOMER`] carrying `events`, accepted at [`ACCEPTED_AT`].
 pub fn usage_input(events: Vec<RatedEvent>) -> LedgerInput {
-    LedgerInput::Usage(RatedUsage {
-        customer_id: CUSTOMER.to_string(),
-        customer_external_id: None,
-        accepted_at: at(ACCEPTED_AT),
-        events,
-    })
+    usage(CUSTOMER, ACCEPTED_AT, events)
 }
 
 /// `n` positive adjustments of [`CUSTOMER`] (1.00 to 50.99 USD, `external_topup` and `gift`

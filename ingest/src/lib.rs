@@ -152,14 +152,8 @@ impl Ingest {
 
     /// The whole request's validation, then the customer it names (its id).
     async fn validate(&self, request: &UsageRequest, now: Timestamp) -> Result<String, IngestError> {
-        let mut errors = ValidationErrors::new();
-        let id = request.customer_id.as_deref();
-        let external_id = request.customer_external_id.as_deref();
-        validate::customer_reference(&mut errors, id, external_id);
-        validate::usage_events(&mut errors, &request.events);
-        validate::grace_window(&mut errors, &request.events, now);
-        errors.into_result().map_err(IngestError::Invalid)?;
-        self.resolve_customer(id, external_id).await
+        validate::usage_request(request, now).map_err(IngestError::Invalid)?;
+        self.resolve_customer(request.customer_id.as_deref(), request.customer_external_id.as_deref()).await
     }
 
     /// `customer_id` must name a customer; `customer_external_id` must be some customer's

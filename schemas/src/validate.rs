@@ -445,6 +445,19 @@ pub fn customer_reference(
     }
 }
 
+/// A whole `POST /events` request, as far as it can be checked without the store: the customer
+/// reference, every event, and the grace window at `now`.
+pub fn usage_request(
+    request: &crate::ledger::UsageRequest,
+    now: crate::Timestamp,
+) -> Result<(), ValidationErrors> {
+    let mut errors = ValidationErrors::new();
+    customer_reference(&mut errors, request.customer_id.as_deref(), request.customer_external_id.as_deref());
+    usage_events(&mut errors, &request.events);
+    grace_window(&mut errors, &request.events, now);
+    errors.into_result()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
