@@ -190,6 +190,19 @@ fn fees_of(transactions: &[Transaction]) -> Vec<&Transaction> {
 }
 
 /// Two customers that land on different partitions.
+/// The event of `usage_fee(c, "evt_1", "1.5", ..)` sent again in another request, with a new
+/// one costing 0.25.
+fn evt_1_again_with_evt_2(c: &str) -> LedgerInput {
+    usage(
+        c,
+        "2026-11-15T12:00:02Z",
+        vec![
+            rated(event("evt_1", json!({})), vec![fee("evt_1", "price_1", "USD", "1.5")]),
+            rated(event("evt_2", json!({})), vec![fee("evt_2", "price_1", "USD", "0.25")]),
+        ],
+    )
+}
+
 fn two_partitions_customers() -> (String, String) {
     let a = "cust_a".to_string();
     let b = (0..)
@@ -207,16 +220,7 @@ async fn invariant_2_exactly_once_a_resent_event_and_a_replayed_log_post_each_fe
     for c in [&a, &b] {
         p.post(&adj(c, "topup", "10", AdjustmentReason::ExternalTopup, "2026-11-15T12:00:00Z")).await;
         p.post(&usage_fee(c, "evt_1", "1.5", "2026-11-15T12:00:01Z")).await;
-        // The same event sent again in another request, with a new one.
-        let again = usage(
-            c,
-            "2026-11-15T12:00:02Z",
-            vec![
-                rated(event("evt_1", json!({})), vec![fee("evt_1", "price_1", "USD", "1.5")]),
-                rated(event("evt_2", json!({})), vec![fee("evt_2", "price_1", "USD", "0.25")]),
-            ],
-        );
-        p.post(&again).await;
+        p.post(&evt_1_again_with_evt_2(c)).await;
         let transactions = p.transactions(c).await;
         assert_eq!(fees_of(&transactions).len(), 2, "{transactions:?}");
         assert_eq!(p.available(c).await, d("8.25"));
@@ -662,15 +666,7 @@ async fn an_event_resent_while_its_first_batch_commits_is_a_duplicate_not_a_refu
     // while the batch behind it (evt_1 again, and evt_2) is prepared.
     gated.open.send_replace(false);
     p.append(&usage_fee(c, "evt_1", "1.5", "2026-11-15T12:00:01Z")).await;
-    let again = usage(
-        c,
-        "2026-11-15T12:00:02Z",
-        vec![
-            rated(event("evt_1", json!({})), vec![fee("evt_1", "price_1", "USD", "1.5")]),
-            rated(event("evt_2", json!({})), vec![fee("evt_2", "price_1", "USD", "0.25")]),
-        ],
-    );
-    p.append(&again).await;
+    p.append(&evt_1_again_with_evt_2(c)).await;
     p.start();
     let started = std::time::Instant::now();
     while gated.event_reads.load(SeqCst) < 2 {
