@@ -11,7 +11,6 @@ use anyhow::{ensure, Context};
 use benches::fixtures;
 use criterion::{black_box, Criterion, Throughput};
 use schemas::ledger::{RawUsage, UsageRequest};
-use schemas::problem::ValidationErrors;
 use schemas::{validate, Timestamp};
 
 #[global_allocator]
