@@ -189,7 +189,8 @@ async fn provision_key(backends: &Backends, configured: Option<&str>) -> anyhow:
 /// The API's state over `backends`, waiting for postings through `posted`.
 async fn app_state(backends: &Backends, posted: Posted) -> anyhow::Result<api::AppState> {
     let Backends { store, log } = backends.clone();
-    let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), Default::default()));
+    let options = ingest::IngestOptions { downstream: pipeline::downstream(), ..Default::default() };
+    let ingest = Arc::new(ingest::Ingest::new(store.clone(), log.clone(), options));
     let ledger = LedgerClient::new(log, posted);
     api::AppState::load(store, ingest, ledger).await.map_err(|e| anyhow::anyhow!("loading settings: {e}"))
 }

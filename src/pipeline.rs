@@ -7,6 +7,7 @@ use crate::readiness::GroupStatus;
 use crate::Backends;
 use eventlog::membership::{supervise, Membership, SuperviseOptions};
 use eventlog::{PartitionId, SharedLog, Topic};
+use ingest::backlog::Downstream;
 use ledger_writer::writer::WriterOptions;
 use ledger_writer::Posted;
 use rater::worker::RaterOptions;
@@ -48,6 +49,15 @@ impl Stage {
             tracing::error!(stage = self.name, error = %e, "stage task failed");
         }
     }
+}
+
+/// The stages after ingest, in the order an event passes them, and where each stores its
+/// progress: ingest bounds their backlog ([`ingest::backlog`]).
+pub fn downstream() -> Vec<Downstream> {
+    vec![
+        Downstream { topic: Topic::UsageRaw, progress_key: rater::worker::RaterProgress::key },
+        Downstream { topic: Topic::LedgerInput, progress_key: ledger_writer::PartitionProgress::key },
+    ]
 }
 
 /// Raters for the partitions of `usage.raw` this process is assigned.

@@ -18,6 +18,8 @@ const PARTITIONS: u32 = 4;
 /// Roles started in-process over one embedded store and log, each on its own port.
 struct Cluster {
     runtime: tokio::runtime::Runtime,
+    backends: Backends,
+    config: RoleConfig,
     bases: HashMap<&'static str, String>,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     running: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -40,19 +42,32 @@ impl Cluster {
             api_key: Some(KEY.to_string()),
             partitions: PARTITIONS,
         };
-        let (mut bases, mut stops, mut running) = (HashMap::new(), Vec::new(), Vec::new());
+        let mut cluster = Self {
+            runtime,
+            backends,
+            config,
+            bases: HashMap::new(),
+            stops: Vec::new(),
+            running: Vec::new(),
+            _dir: dir,
+        };
         for &role in roles {
-            let server =
-                runtime.block_on(Server::bind_role(role, backends.clone(), &config)).expect("bind the role");
-            assert_eq!(server.generated_api_key, None, "the configured key is used");
-            bases.insert(role.name(), format!("http://{}", server.local_addr().expect("addr")));
-            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-            running.push(runtime.spawn(server.run(async move {
-                let _ = stopped.await;
-            })));
-            stops.push(stop);
+            cluster.add(role);
         }
-        Self { runtime, bases, stops, running, _dir: dir }
+        cluster
+    }
+
+    /// Starts `role` over the cluster's backends.
+    fn add(&mut self, role: Role) {
+        let bound = Server::bind_role(role, self.backends.clone(), &self.config);
+        let server = self.runtime.block_on(bound).expect("bind the role");
+        assert_eq!(server.generated_api_key, None, "the configured key is used");
+        self.bases.insert(role.name(), format!("http://{}", server.local_addr().expect("addr")));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        self.running.push(self.runtime.spawn(server.run(async move {
+            let _ = stopped.await;
+        })));
+        self.stops.push(stop);
     }
 
     fn base(&self, role: Role) -> &str {
@@ -224,6 +239,51 @@ fn usage_sent_to_the_ingest_role_is_rated_and_posted_by_the_other_roles() {
     );
     eventually("three images drawn down", || {
         (available(api, &customer, "default:USD") == dec("0.85")).then_some(())
+    });
+    cluster.stop();
+}
+
+#[test]
+fn ingest_refuses_new_usage_while_no_rater_takes_it_and_takes_it_again_once_one_does() {
+    let mut cluster = Cluster::start(&[Role::Ingest, Role::LedgerWriter, Role::Api]);
+    cluster.wait_ready();
+    let api = cluster.base(Role::Api).to_string();
+    let ingest = cluster.base(Role::Ingest).to_string();
+    let (_, customer) = subscribed_customer(&api, json!([unit_price("image", "USD", "0.05")]));
+    let topup =
+        json!({"transaction_id": unique("top-"), "asset": "USD", "amount": 100, "reason": "external_topup"});
+    must(&api, 201, "POST", &format!("/customers/{customer}/wallet/adjustments"), Some(topup));
+    let send = || {
+        let event = json!({"id": unique("img-"), "event_type": "image", "occurred_at": now(), "data": {}});
+        let body = json!({"customer_id": customer, "events": [event]}).to_string();
+        request(&ingest, Some(KEY), "POST", "/events", Some(body))
+    };
+
+    // No rater: usage.raw only grows. Once its backlog is older than the bound (1 s), ingest
+    // refuses new events for the partition with a 429 problem.
+    let mut accepted = 0;
+    let refused = eventually("a 429 once the backlog is too old", || match send() {
+        (204, _) => {
+            accepted += 1;
+            None
+        }
+        (429, problem) => Some(problem),
+        other => panic!("unexpected answer {other:?}"),
+    });
+    assert_eq!(refused["status"], 429, "{refused}");
+
+    // A rater joins: the backlog drains and the partition takes events again.
+    cluster.add(Role::Rater);
+    eventually("accepted again once rated", || match send() {
+        (204, _) => Some(()),
+        (429, _) => None,
+        other => panic!("unexpected answer {other:?}"),
+    });
+    accepted += 1;
+    // Every accepted event is billed, no refused one is.
+    let expected = dec("100") - dec("0.05") * schemas::Decimal::from(accepted);
+    eventually("every accepted event drawn down", || {
+        (available(&api, &customer, "default:USD") == expected).then_some(())
     });
     cluster.stop();
 }

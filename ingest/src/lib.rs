@@ -1,24 +1,29 @@
 //! ingest: the `POST /events` service (`semantics.md` §3). Validates a whole request, resolves
 //! the customer, drops recently seen duplicate event ids, and appends the request to `usage.raw`
-//! under the customer's partition; it returns only once the append is durable. Byte-weighted
-//! admission control refuses work (429) instead of buffering without limit.
+//! under the customer's partition; it returns only once the append is durable. Admission control
+//! refuses work (429) instead of buffering without limit: a byte budget bounds the requests in
+//! flight, and a partition whose raters or ledger writers are too far behind takes no new events
+//! until they catch up.
 //!
 //! The HTTP handler in `api` reads the body, asks [`Ingest::admit`] for room, parses the body
 //! into a [`UsageRequest`] and calls [`Ingest::accept`].
 //!
 //! - `admission` (private): the in-flight byte budget.
+//! - [`backlog`]: how far behind the downstream stages are, per partition.
 //! - `dedupe` (private): the bounded memory of recently accepted (customer, event id) pairs.
 
 mod admission;
+pub mod backlog;
 mod dedupe;
 
 use admission::{Budget, Permit};
+use backlog::{Backlog, Downstream};
 use dedupe::{RecentEvents, Seen};
 use eventlog::{SharedLog, Topic};
 use schemas::ledger::{RawUsage, UsageRequest};
 use schemas::problem::ValidationErrors;
 use schemas::{validate, Timestamp};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use store::{SharedStore, StoreError, Table};
 use telemetry::METRICS;
 
@@ -29,13 +34,30 @@ pub struct IngestOptions {
     pub max_inflight_bytes: usize,
     /// (customer, event id) pairs remembered for the fast duplicate check.
     pub dedupe_capacity: usize,
+    /// The stages whose backlog bounds acceptance ([`backlog`]); none: no bound.
+    pub downstream: Vec<Downstream>,
+    /// New events for a partition are refused (429) while its backlog is older than this: how far
+    /// behind the balances may fall under a sustained overload. It is measured every twentieth
+    /// of it.
+    pub max_backlog_age: Duration,
 }
 
 impl Default for IngestOptions {
     fn default() -> Self {
-        Self { max_inflight_bytes: 64 << 20, dedupe_capacity: 1 << 20 }
+        Self {
+            max_inflight_bytes: 64 << 20,
+            dedupe_capacity: 1 << 20,
+            downstream: Vec::new(),
+            max_backlog_age: DEFAULT_MAX_BACKLOG_AGE,
+        }
     }
 }
+
+/// The default of [`IngestOptions::max_backlog_age`].
+pub const DEFAULT_MAX_BACKLOG_AGE: Duration = Duration::from_secs(1);
+
+/// The `Retry-After` of a 429.
+const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -52,6 +74,12 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// A 429, counted.
+fn overloaded() -> IngestError {
+    METRICS.ingest_overload_total.add(1);
+    IngestError::Overloaded { retry_after_secs: RETRY_AFTER_SECS }
+}
+
 /// Room for one request's bytes; released when dropped (after the append is durable).
 pub struct Admission {
     _permit: Permit,
@@ -63,11 +91,16 @@ pub struct Ingest {
     log: SharedLog,
     budget: Budget,
     recent: RecentEvents,
+    backlog: Backlog,
+    max_backlog_age: Duration,
 }
 
 impl Ingest {
     pub fn new(store: SharedStore, log: SharedLog, options: IngestOptions) -> Self {
+        let refresh = (options.max_backlog_age / 20).max(Duration::from_millis(1));
         Self {
+            backlog: Backlog::new(store.clone(), log.clone(), options.downstream, refresh),
+            max_backlog_age: options.max_backlog_age,
             store,
             log,
             budget: Budget::new(options.max_inflight_bytes),
@@ -80,10 +113,7 @@ impl Ingest {
     pub fn admit(&self, bytes: usize) -> Result<Admission, IngestError> {
         match self.budget.try_admit(bytes) {
             Some(permit) => Ok(Admission { _permit: permit }),
-            None => {
-                METRICS.ingest_overload_total.add(1);
-                Err(IngestError::Overloaded { retry_after_secs: 1 })
-            }
+            None => Err(overloaded()),
         }
     }
 
@@ -128,12 +158,15 @@ impl Ingest {
             return Ok(());
         }
 
+        let partition = eventlog::partition_for(customer_id.as_bytes(), self.log.partition_count());
+        if self.backlog.age(partition) > self.max_backlog_age {
+            return Err(overloaded());
+        }
         let count = events.len() as u64;
         let record = RawUsage { customer_id, accepted_at: now, events };
         let value = serde_json::to_vec(&record)
             .map_err(|e| IngestError::Unavailable(format!("cannot encode the usage record: {e}")))?;
         let key = record.customer_id.into_bytes();
-        let partition = eventlog::partition_for(&key, self.log.partition_count());
         let started = Instant::now();
         let appended = self.log.append(Topic::UsageRaw, partition, vec![(key, value)]).await;
         METRICS.log_append_seconds.observe_duration(started.elapsed());

@@ -272,3 +272,66 @@ async fn an_accepted_request_releases_its_admission() {
     h.ingest.accept(request(Some("cust_1"), None, &["evt_1"]), admission).await.unwrap();
     assert!(h.ingest.admit(1000).is_ok());
 }
+
+/// Sends `customer` new events until ingest refuses them, within `within`.
+async fn send_until_refused(h: &Harness, customer: &str, within: std::time::Duration) -> IngestError {
+    let deadline = std::time::Instant::now() + within;
+    for i in 0.. {
+        assert!(std::time::Instant::now() < deadline, "never refused");
+        let id = format!("evt_{customer}_{i}");
+        if let Err(err) = h.send(request(Some(customer), None, &[id.as_str()])).await {
+            return err;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    unreachable!()
+}
+
+#[tokio::test]
+async fn a_partition_whose_stage_falls_behind_takes_no_new_events_until_it_catches_up() {
+    use ingest::backlog::Downstream;
+    let rater_key = |p: u32| format!("rater/{p}");
+    let h = harness_with(IngestOptions {
+        downstream: vec![Downstream { topic: Topic::UsageRaw, progress_key: rater_key }],
+        max_backlog_age: std::time::Duration::from_millis(40),
+        ..IngestOptions::default()
+    })
+    .await;
+    let behind = "cust_behind";
+    let partition = eventlog::partition_for(behind.as_bytes(), PARTITIONS);
+    let other = (0..)
+        .map(|i| format!("cust_other_{i}"))
+        .find(|c| eventlog::partition_for(c.as_bytes(), PARTITIONS) != partition)
+        .unwrap();
+    h.seed_customer(behind, None).await;
+    h.seed_customer(&other, None).await;
+    h.send(request(Some(behind), None, &["evt_first"])).await.unwrap();
+
+    // Nothing consumes usage.raw: once the backlog is older than 40 ms, new events are refused.
+    let overloads_before = METRICS.ingest_overload_total.get();
+    match send_until_refused(&h, behind, std::time::Duration::from_secs(10)).await {
+        IngestError::Overloaded { retry_after_secs } => assert_eq!(retry_after_secs, 1),
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    assert!(METRICS.ingest_overload_total.get() > overloads_before);
+    let accepted = h.end_offsets().await[partition as usize];
+
+    // A retry of an accepted event is still acknowledged (it is durable), and appends nothing.
+    h.send(request(Some(behind), None, &["evt_first"])).await.unwrap();
+    // Another partition, with no backlog, takes events.
+    h.send(request(Some(&other), None, &["evt_other"])).await.unwrap();
+    assert_eq!(h.end_offsets().await[partition as usize], accepted, "a refused request appends nothing");
+
+    // The stage catches up: the partition takes events again.
+    let caught_up = json!({ "next_offset": accepted });
+    h.store
+        .write(vec![Op::put_doc(Table::Offsets, &rater_key(partition), &caught_up).unwrap()])
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.send(request(Some(behind), None, &["evt_after"])).await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "still refused after the stage caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.end_offsets().await[partition as usize], accepted + 1);
+}

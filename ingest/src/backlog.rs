@@ -1,0 +1,252 @@
+//! Backlog admission: ingest refuses (429) new events for a partition whose downstream stages
+//! (raters, ledger writers) are too far behind. Under a sustained load the writers cannot post,
+//! acceptance therefore falls to what they post, instead of building a backlog that every
+//! balance lags behind (a prepaid wallet that lags can be overspent).
+//!
+//! The backlog is measured from durable state only: each stage's progress record
+//! (`Table::Offsets`, a document with `next_offset`) against the end offset of the topic it
+//! consumes. Every ingest process sees the same backlog, whichever processes run the stages.
+//!
+//! Its age: a refresh notes when it first saw each end offset of a topic; a stage's backlog is as
+//! old as the first-seen time of the oldest end offset its progress has not reached. A partition's
+//! age is the sum over the stages (an event waits in each in turn). The resolution is one refresh
+//! interval. Refreshes run in the background, started by requests (none while nothing is sent),
+//! one at a time.
+
+use eventlog::{PartitionId, SharedLog, Topic};
+use serde::Deserialize;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::{SharedStore, Table};
+use telemetry::METRICS;
+
+/// A stage downstream of ingest: it consumes `topic` and stores its progress in each partition
+/// (a document with `next_offset`, the first record not yet processed) in `Table::Offsets` under
+/// `progress_key(partition)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Downstream {
+    pub topic: Topic,
+    pub progress_key: fn(PartitionId) -> String,
+}
+
+/// The fields of a progress record the backlog reads.
+#[derive(Deserialize)]
+struct Progress {
+    next_offset: u64,
+}
+
+/// End offsets first seen more often than this are merged into the newest (a stage that has
+/// stopped must not grow the memory): the age stays exact, the newest entry only gets older.
+const MAX_SEEN: usize = 64;
+
+/// The end offsets of one topic partition that a stage has not reached yet, each with when a
+/// refresh first saw it, oldest first.
+#[derive(Debug, Default)]
+struct Seen(VecDeque<(Instant, u64)>);
+
+impl Seen {
+    /// Notes the stage at `next` and the topic's end at `end`, seen at `now`; returns how old the
+    /// stage's backlog is (zero when it has reached the end).
+    fn observe(&mut self, now: Instant, next: u64, end: u64) -> Duration {
+        while self.0.front().is_some_and(|&(_, seen_end)| seen_end <= next) {
+            self.0.pop_front();
+        }
+        if next < end && self.0.back().is_none_or(|&(_, seen_end)| seen_end < end) {
+            let full = self.0.len() >= MAX_SEEN;
+            match self.0.back_mut() {
+                Some(newest) if full => newest.1 = end,
+                _ => self.0.push_back((now, end)),
+            }
+        }
+        self.0.front().map_or(Duration::ZERO, |&(since, _)| now.saturating_duration_since(since))
+    }
+}
+
+/// The backlog of every partition as of the last refresh; cheap to ask on every request.
+pub(crate) struct Backlog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: SharedStore,
+    log: SharedLog,
+    downstream: Vec<Downstream>,
+    interval: Duration,
+    started: Instant,
+    /// Per partition: the backlog's age, in µs, at the last refresh.
+    ages: Vec<AtomicU64>,
+    /// When the last refresh started (µs after `started`).
+    refreshed_at: AtomicU64,
+    refreshing: AtomicBool,
+    /// Per stage, per partition; only a refresh (one at a time) touches it.
+    seen: Mutex<Vec<Vec<Seen>>>,
+    /// A failed refresh is logged once until one succeeds.
+    failing: AtomicBool,
+}
+
+impl Backlog {
+    /// Refreshes at most every `interval`.
+    pub(crate) fn new(
+        store: SharedStore,
+        log: SharedLog,
+        downstream: Vec<Downstream>,
+        interval: Duration,
+    ) -> Self {
+        let partitions = log.partition_count() as usize;
+        let seen = downstream.iter().map(|_| (0..partitions).map(|_| Seen::default()).collect()).collect();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                log,
+                downstream,
+                interval,
+                started: Instant::now(),
+                ages: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+                refreshed_at: AtomicU64::new(0),
+                refreshing: AtomicBool::new(false),
+                seen: Mutex::new(seen),
+                failing: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// How old `partition`'s backlog was at the last refresh; starts a refresh in the background
+    /// when that one is older than the interval. Call inside a tokio runtime.
+    pub(crate) fn age(&self, partition: PartitionId) -> Duration {
+        let inner = &self.inner;
+        if inner.downstream.is_empty() {
+            return Duration::ZERO;
+        }
+        let now = inner.micros(Instant::now());
+        let due = now.saturating_sub(inner.refreshed_at.load(Relaxed)) >= inner.interval.as_micros() as u64;
+        if due && !inner.refreshing.swap(true, Relaxed) {
+            inner.refreshed_at.store(now, Relaxed);
+            tokio::spawn(Arc::clone(inner).refresh());
+        }
+        inner
+            .ages
+            .get(partition as usize)
+            .map_or(Duration::ZERO, |age| Duration::from_micros(age.load(Relaxed)))
+    }
+}
+
+impl Inner {
+    fn micros(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX)
+    }
+
+    async fn refresh(self: Arc<Self>) {
+        match self.positions().await {
+            Ok(positions) => {
+                self.failing.store(false, Relaxed);
+                self.record(Instant::now(), &positions);
+            }
+            Err(error) => {
+                if !self.failing.swap(true, Relaxed) {
+                    tracing::warn!(%error, "cannot measure the backlog; admission keeps the last measure");
+                }
+            }
+        }
+        self.refreshing.store(false, Relaxed);
+    }
+
+    /// Per stage, per partition: (the stage's next offset, the topic's end offset). The progress
+    /// is read before the end offsets, so a stage is never seen past the end.
+    async fn positions(&self) -> Result<Vec<Vec<(u64, u64)>>, String> {
+        let partitions = self.log.partition_count();
+        let mut all = Vec::with_capacity(self.downstream.len());
+        for stage in &self.downstream {
+            let keys: Vec<String> = (0..partitions).map(stage.progress_key).collect();
+            let records = self.store.get_many(Table::Offsets, &keys).await.map_err(|e| e.to_string())?;
+            let mut positions = Vec::with_capacity(keys.len());
+            for (partition, record) in (0..partitions).zip(records) {
+                let next = match record {
+                    Some(record) => {
+                        serde_json::from_slice::<Progress>(&record.doc)
+                            .map_err(|e| format!("progress record `{}`: {e}", record.key))?
+                            .next_offset
+                    }
+                    None => 0,
+                };
+                let end = self.log.end_offset(stage.topic, partition).await.map_err(|e| e.to_string())?;
+                positions.push((next, end));
+            }
+            all.push(positions);
+        }
+        Ok(all)
+    }
+
+    fn record(&self, now: Instant, positions: &[Vec<(u64, u64)>]) {
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut ages = vec![Duration::ZERO; self.ages.len()];
+        for (stage, positions) in seen.iter_mut().zip(positions) {
+            for ((seen, &(next, end)), age) in stage.iter_mut().zip(positions).zip(ages.iter_mut()) {
+                *age += seen.observe(now, next, end);
+            }
+        }
+        for (slot, age) in self.ages.iter().zip(&ages) {
+            slot.store(u64::try_from(age.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        }
+        let oldest = ages.iter().max().copied().unwrap_or_default();
+        METRICS.ingest_backlog_ms.set(u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn a_stage_at_the_end_has_no_backlog() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        assert_eq!(seen.observe(t0, 0, 0), Duration::ZERO);
+        assert_eq!(seen.observe(t0 + 100 * MS, 5, 5), Duration::ZERO);
+        assert!(seen.0.is_empty());
+    }
+
+    #[test]
+    fn the_age_is_that_of_the_oldest_end_the_stage_has_not_reached() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        // Records 0..10 first seen at t0; the stage is at 0.
+        assert_eq!(seen.observe(t0, 0, 10), Duration::ZERO);
+        // More arrive; the stage has not reached 10: the backlog dates from t0.
+        assert_eq!(seen.observe(t0 + 100 * MS, 4, 20), 100 * MS);
+        assert_eq!(seen.observe(t0 + 200 * MS, 9, 20), 200 * MS);
+        // Past 10: the oldest unreached end was first seen at t0 + 100 ms.
+        assert_eq!(seen.observe(t0 + 300 * MS, 10, 25), 200 * MS);
+        // Caught up with everything seen: no backlog, whatever came before.
+        assert_eq!(seen.observe(t0 + 400 * MS, 25, 25), Duration::ZERO);
+    }
+
+    #[test]
+    fn records_arriving_after_an_idle_spell_start_young() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        assert_eq!(seen.observe(t0, 3, 3), Duration::ZERO);
+        // An hour later a record arrives: its backlog starts now, not an hour ago.
+        let later = t0 + Duration::from_secs(3600);
+        assert_eq!(seen.observe(later, 3, 4), Duration::ZERO);
+        assert_eq!(seen.observe(later + 50 * MS, 3, 4), 50 * MS);
+    }
+
+    #[test]
+    fn a_stopped_stage_keeps_its_age_in_bounded_memory() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        for i in 0..1000u32 {
+            seen.observe(t0 + i * MS, 0, u64::from(i) + 1);
+        }
+        assert_eq!(seen.0.len(), MAX_SEEN);
+        assert_eq!(seen.observe(t0 + 2000 * MS, 0, 2000), 2000 * MS);
+        // Once it passes all but the merged newest entry, that entry is older than the truth:
+        // refusing a little longer, never accepting too much.
+        let newest = seen.0.back().map(|&(t, _)| t).unwrap();
+        assert_eq!(seen.observe(t0 + 3000 * MS, 1999, 2000), (t0 + 3000 * MS) - newest);
+    }
+}
