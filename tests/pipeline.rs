@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{available, dec, eventually, must, now, subscribed_customer, unique, unit_price, TestServer};
+use common::{
+    available, dec, eventually, must, now, send_usage, subscribed_customer, unique, unit_price, TestServer,
+};
 use serde_json::{json, Value};
 
 fn tokens_price() -> Value {
@@ -35,7 +37,7 @@ fn topup(base: &str, customer: &str, asset: &str, amount: &str) -> Value {
 }
 
 fn send(base: &str, customer: &str, events: Value) {
-    must(base, 204, "POST", "/events", Some(json!({"customer_id": customer, "events": events})));
+    send_usage(base, &json!({"customer_id": customer, "events": events}));
 }
 
 fn event(id: &str, event_type: &str, data: Value) -> Value {

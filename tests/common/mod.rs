@@ -153,6 +153,20 @@ pub fn must(base: &str, expected: u16, method: &str, path: &str, body: Option<Va
     response
 }
 
+/// POSTs usage to `base` until it is acknowledged (204), re-sending after a 429 as a client does:
+/// ingest refuses new usage while a partition's raters or writers are behind (backlog
+/// admission), which a test that stops a stage, or a stalled machine, can cause. Any other
+/// answer fails the test.
+pub fn send_usage(base: &str, body: &Value) {
+    eventually("usage acknowledged", || {
+        match request(base, Some(KEY), "POST", "/events", Some(body.to_string())) {
+            (204, _) => Some(()),
+            (429, _) => None,
+            (status, response) => panic!("POST /events answered {status}: {response}"),
+        }
+    });
+}
+
 /// A published product with one usage price per `(event_type, usage, pricing)` and a customer
 /// subscribed to it; returns `(product_id, customer_id)`.
 pub fn subscribed_customer(base: &str, prices: Value) -> (String, String) {
