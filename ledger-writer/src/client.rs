@@ -3,12 +3,12 @@
 //! that partition's writer has applied the offset. The writer may run in this process (it
 //! publishes into [`Posted`]) or in another one ([`Posted::follow_store`] reads its progress).
 
-use crate::state::PartitionProgress;
+use crate::state::{LedgerState, PartitionProgress};
 use eventlog::{partition_for, LogError, SharedLog, Topic};
 use schemas::ledger::LedgerInput;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use store::typed::decode;
+use store::typed::{decode, get_doc};
 use store::{SharedStore, Store, StoreError, Table};
 use tokio::sync::{watch, Notify};
 
@@ -22,6 +22,9 @@ pub struct Posted {
 
 struct Inner {
     partitions: Vec<watch::Sender<u64>>,
+    /// Set when following writers of other processes through the store: a wait then also
+    /// confirms the customer's own ledger (see [`Posted::wait_input`]), polled every `Duration`.
+    follows: Option<(SharedStore, Duration)>,
     /// Told when a wait begins (and when the last `Posted` goes), so a store follower sleeps
     /// while nobody waits.
     waits: Arc<Notify>,
@@ -43,15 +46,22 @@ impl Inner {
 impl Posted {
     pub fn new(partition_count: u32) -> Self {
         let partitions = (0..partition_count).map(|_| watch::Sender::new(0)).collect();
-        Self { inner: Arc::new(Inner { partitions, waits: Arc::new(Notify::new()) }) }
+        Self { inner: Arc::new(Inner { partitions, follows: None, waits: Arc::new(Notify::new()) }) }
     }
 
     /// A `Posted` fed by writers running in other processes: while anyone waits on a partition, a
-    /// background task reads the partition's progress record (`Table::Offsets`, `writer/{p}`,
-    /// committed atomically with the postings it covers) every `interval` and publishes it. It
-    /// reads nothing while nobody waits, and ends with the last clone. Call inside a tokio runtime.
+    /// background task reads the partition's progress record (`Table::Offsets`, `writer/{p}`)
+    /// every `interval` and publishes it. It reads nothing while nobody waits, and ends with the
+    /// last clone. Call inside a tokio runtime.
+    ///
+    /// The progress record is written in the same batch as the postings it covers, but a store
+    /// without multi-partition transactions (ScyllaDB) commits it first and each customer's part
+    /// after it: so [`Posted::wait_input`] also waits for the customer's own ledger.
     pub fn follow_store(store: SharedStore, partition_count: u32, interval: Duration) -> Self {
-        let posted = Self::new(partition_count);
+        let mut posted = Self::new(partition_count);
+        if let Some(inner) = Arc::get_mut(&mut posted.inner) {
+            inner.follows = Some((store.clone(), interval));
+        }
         let waits = Arc::clone(&posted.inner.waits);
         tokio::spawn(follow(Arc::downgrade(&posted.inner), waits, store, interval));
         posted
@@ -81,6 +91,30 @@ impl Posted {
         let mut rx = tx.subscribe();
         self.inner.waits.notify_one();
         tokio::time::timeout(timeout, rx.wait_for(|&next| next > offset)).await.is_ok_and(|r| r.is_ok())
+    }
+
+    /// Resolves once `customer`'s input at `offset` of `partition` is posted; false on timeout.
+    /// In-process, that is [`Posted::wait`]: the writer publishes after its whole batch is
+    /// durable. Following another process's writer, the partition's progress may run ahead of
+    /// the customer's postings (see [`Posted::follow_store`]); the customer's ledger, written
+    /// atomically with them, says `applied_offset > offset` once they are durable.
+    pub async fn wait_input(&self, partition: u32, customer: &str, offset: u64, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        if !self.wait(partition, offset, timeout).await {
+            return false;
+        }
+        let Some((store, interval)) = &self.inner.follows else { return true };
+        loop {
+            if let Ok(Some(ledger)) = get_doc::<LedgerState>(store.as_ref(), Table::Ledger, customer).await {
+                if ledger.value.applied_offset > offset {
+                    return true;
+                }
+            }
+            if tokio::time::Instant::now() + *interval > deadline {
+                return false;
+            }
+            tokio::time::sleep(*interval).await;
+        }
     }
 }
 
@@ -157,7 +191,7 @@ impl LedgerClient {
         let partition = partition_for(&key, self.log.partition_count());
         let value = serde_json::to_vec(input).map_err(|e| SubmitError::Encode(e.to_string()))?;
         let offset = self.log.append(Topic::LedgerInput, partition, vec![(key, value)]).await?;
-        if self.posted.wait(partition, offset, self.timeout).await {
+        if self.posted.wait_input(partition, input.customer_id(), offset, self.timeout).await {
             Ok(())
         } else {
             Err(SubmitError::Timeout(self.timeout))
@@ -199,7 +233,33 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         set_progress(store.as_ref(), 1, 6).await;
         assert!(waiting.await.unwrap(), "released once the writer's commit covers offset 5");
+        assert!(!posted.wait(0, 0, Duration::from_millis(50)).await, "partition 0 has no progress");
         assert_eq!(posted.applied(0), 0, "a partition without progress stays at 0");
+    }
+
+    #[tokio::test]
+    async fn following_another_process_a_command_waits_for_its_customers_ledger_too() {
+        // ScyllaDB commits the progress record before each customer's part of the batch.
+        let (_dir, store) = store();
+        let ledger = |applied_offset| LedgerState { applied_offset, ..LedgerState::new("cust_1") };
+        store.write(vec![Op::put_doc(Table::Ledger, "cust_1", &ledger(3)).unwrap()]).await.unwrap();
+        set_progress(store.as_ref(), 1, 6).await;
+        let posted = Posted::follow_store(store.clone(), 2, INTERVAL);
+        assert!(
+            !posted.wait_input(1, "cust_1", 5, Duration::from_millis(100)).await,
+            "the partition's progress covers offset 5, the customer's ledger does not yet"
+        );
+        let waiting = tokio::spawn({
+            let posted = posted.clone();
+            async move { posted.wait_input(1, "cust_1", 5, Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        store.write(vec![Op::put_doc(Table::Ledger, "cust_1", &ledger(6)).unwrap()]).await.unwrap();
+        assert!(waiting.await.unwrap(), "released once the customer's ledger is past offset 5");
+        // In-process, the writer publishes after its whole batch: the partition is enough.
+        let local = Posted::new(2);
+        local.publish(1, 6);
+        assert!(local.wait_input(1, "cust_1", 5, Duration::from_millis(50)).await);
     }
 
     #[tokio::test]
@@ -217,11 +277,11 @@ mod tests {
     async fn the_follower_ends_with_the_last_posted() {
         let (_dir, store) = store();
         let posted = Posted::follow_store(store.clone(), 1, INTERVAL);
-        assert_eq!(Arc::strong_count(&store), 2, "the follower holds the store");
+        assert_eq!(Arc::strong_count(&store), 3, "the follower and the Posted hold the store");
         let other = posted.clone();
         drop(posted);
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(Arc::strong_count(&store), 2, "a clone is still alive");
+        assert_eq!(Arc::strong_count(&store), 3, "a clone is still alive");
         drop(other);
         for _ in 0..100 {
             if Arc::strong_count(&store) == 1 {
