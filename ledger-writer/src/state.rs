@@ -50,8 +50,14 @@ pub struct PartitionProgress {
     /// reads from here: on a store that applies a batch one customer partition at a time
     /// (ScyllaDB, `docs/scylla.md`) a crash can leave some customers of that batch unwritten,
     /// and re-applying it posts only theirs (the others' `applied_offset` already moved past).
-    #[serde(default)]
+    /// A record written before this field existed reads as "unknown", and resumes at
+    /// `next_offset` (not at 0: that would read the whole partition again).
+    #[serde(default = "unknown_batch_start")]
     pub batch_start: u64,
+}
+
+fn unknown_batch_start() -> u64 {
+    u64::MAX
 }
 
 impl PartitionProgress {
@@ -62,5 +68,20 @@ impl PartitionProgress {
     /// Where a writer taking over or starting again reads from: the start of the last batch.
     pub fn resume_from(&self) -> u64 {
         self.batch_start.min(self.next_offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_writer_resumes_at_the_start_of_the_last_batch_or_where_an_older_record_says() {
+        let progress: PartitionProgress =
+            serde_json::from_str(r#"{"next_offset": 42, "epoch": 3, "batch_start": 40}"#).unwrap();
+        assert_eq!(progress.resume_from(), 40);
+        let older: PartitionProgress = serde_json::from_str(r#"{"next_offset": 42, "epoch": 3}"#).unwrap();
+        assert_eq!(older.resume_from(), 42, "not 0: that would read the whole partition again");
+        assert_eq!(PartitionProgress::default().resume_from(), 0);
     }
 }
