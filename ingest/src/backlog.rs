@@ -60,6 +60,12 @@ impl Seen {
                 _ => self.0.push_back((now, end)),
             }
         }
+        self.age(now)
+    }
+
+    /// How old the backlog is at `now` by what was seen so far: what a refresh that could not
+    /// read this stage's position answers, so a backlog keeps aging while it cannot be read.
+    fn age(&self, now: Instant) -> Duration {
         self.0.front().map_or(Duration::ZERO, |&(since, _)| now.saturating_duration_since(since))
     }
 }
@@ -73,26 +79,39 @@ struct Inner {
     store: SharedStore,
     log: SharedLog,
     downstream: Vec<Downstream>,
+    max_age: Duration,
+    /// How often a refresh runs while requests come: a twentieth of `max_age`.
     interval: Duration,
     started: Instant,
     /// Per partition: the backlog's age, in µs, at the last refresh.
     ages: Vec<AtomicU64>,
-    /// When the last refresh started (µs after `started`).
+    /// When the last refresh started, and when the last one measured (µs after `started`; 0:
+    /// never).
     refreshed_at: AtomicU64,
+    measured_at: AtomicU64,
     refreshing: AtomicBool,
     /// Per stage, per partition; only a refresh (one at a time) touches it.
     seen: Mutex<Vec<Vec<Seen>>>,
-    /// A failed refresh is logged once until one succeeds.
+    /// A failed read is logged once until a refresh reads everything.
     failing: AtomicBool,
 }
 
+/// Lets the next request start a refresh once this one ends, however it ends.
+struct Refreshing<'a>(&'a AtomicBool);
+
+impl Drop for Refreshing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
 impl Backlog {
-    /// Refreshes at most every `interval`.
+    /// Bounds the backlog at `max_age`.
     pub(crate) fn new(
         store: SharedStore,
         log: SharedLog,
         downstream: Vec<Downstream>,
-        interval: Duration,
+        max_age: Duration,
     ) -> Self {
         let partitions = log.partition_count() as usize;
         let seen = downstream.iter().map(|_| (0..partitions).map(|_| Seen::default()).collect()).collect();
@@ -101,10 +120,12 @@ impl Backlog {
                 store,
                 log,
                 downstream,
-                interval,
+                max_age,
+                interval: (max_age / 20).max(Duration::from_millis(1)),
                 started: Instant::now(),
                 ages: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
                 refreshed_at: AtomicU64::new(0),
+                measured_at: AtomicU64::new(0),
                 refreshing: AtomicBool::new(false),
                 seen: Mutex::new(seen),
                 failing: AtomicBool::new(false),
@@ -112,82 +133,125 @@ impl Backlog {
         }
     }
 
-    /// How old `partition`'s backlog was at the last refresh; starts a refresh in the background
-    /// when that one is older than the interval. Call inside a tokio runtime.
-    pub(crate) fn age(&self, partition: PartitionId) -> Duration {
+    /// Whether `partition`'s backlog is older than the bound. Starts a refresh in the background
+    /// when the last one is older than the interval. A measure older than the bound itself (the
+    /// first request after a quiet spell) says nothing about now, and refuses nothing. Call
+    /// inside a tokio runtime.
+    pub(crate) fn too_old(&self, partition: PartitionId) -> bool {
         let inner = &self.inner;
         if inner.downstream.is_empty() {
-            return Duration::ZERO;
+            return false;
         }
         let now = inner.micros(Instant::now());
-        let due = now.saturating_sub(inner.refreshed_at.load(Relaxed)) >= inner.interval.as_micros() as u64;
+        let due = now.saturating_sub(inner.refreshed_at.load(Relaxed)) >= micros(inner.interval);
         if due && !inner.refreshing.swap(true, Relaxed) {
             inner.refreshed_at.store(now, Relaxed);
             tokio::spawn(Arc::clone(inner).refresh());
         }
-        inner
-            .ages
-            .get(partition as usize)
-            .map_or(Duration::ZERO, |age| Duration::from_micros(age.load(Relaxed)))
+        let measured_at = inner.measured_at.load(Relaxed);
+        if measured_at == 0 || now.saturating_sub(measured_at) > micros(inner.max_age) {
+            return false;
+        }
+        inner.ages.get(partition as usize).is_some_and(|age| age.load(Relaxed) > micros(inner.max_age))
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 impl Inner {
+    /// µs after `started`, at least 1 (0 means "never").
     fn micros(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.started).as_micros()).unwrap_or(u64::MAX)
+        micros(at.saturating_duration_since(self.started)).max(1)
     }
 
     async fn refresh(self: Arc<Self>) {
-        match self.positions().await {
-            Ok(positions) => {
-                self.failing.store(false, Relaxed);
-                self.record(Instant::now(), &positions);
-            }
-            Err(error) => {
-                if !self.failing.swap(true, Relaxed) {
-                    tracing::warn!(%error, "cannot measure the backlog; admission keeps the last measure");
+        let _refreshing = Refreshing(&self.refreshing);
+        let positions = self.positions().await;
+        let now = Instant::now();
+        self.record(now, &positions);
+        self.measured_at.store(self.micros(now), Relaxed);
+    }
+
+    /// Per stage, per partition: (the stage's next offset, the topic's end offset), or `None`
+    /// where either could not be read. The progress is read before the end offsets, so a stage
+    /// is never seen past the end; the end offsets are asked all at once (on Kafka each is a
+    /// round trip to a broker).
+    async fn positions(&self) -> Vec<Vec<Option<(u64, u64)>>> {
+        let partitions = self.log.partition_count();
+        let mut errors = Vec::new();
+        let mut nexts = Vec::with_capacity(self.downstream.len());
+        for stage in &self.downstream {
+            match self.progress(stage, partitions).await {
+                Ok(next) => nexts.push(next),
+                Err(error) => {
+                    errors.push(error);
+                    nexts.push(vec![None; partitions as usize]);
                 }
             }
         }
-        self.refreshing.store(false, Relaxed);
-    }
-
-    /// Per stage, per partition: (the stage's next offset, the topic's end offset). The progress
-    /// is read before the end offsets, so a stage is never seen past the end.
-    async fn positions(&self) -> Result<Vec<Vec<(u64, u64)>>, String> {
-        let partitions = self.log.partition_count();
-        let mut all = Vec::with_capacity(self.downstream.len());
-        for stage in &self.downstream {
-            let keys: Vec<String> = (0..partitions).map(stage.progress_key).collect();
-            let records = self.store.get_many(Table::Offsets, &keys).await.map_err(|e| e.to_string())?;
-            let mut positions = Vec::with_capacity(keys.len());
-            for (partition, record) in (0..partitions).zip(records) {
-                let next = match record {
-                    Some(record) => {
-                        serde_json::from_slice::<Progress>(&record.doc)
-                            .map_err(|e| format!("progress record `{}`: {e}", record.key))?
-                            .next_offset
+        let ends = self.downstream.iter().flat_map(|stage| {
+            (0..partitions).map(move |partition| self.log.end_offset(stage.topic, partition))
+        });
+        let mut ends = futures::future::join_all(ends).await.into_iter();
+        let mut all = Vec::with_capacity(nexts.len());
+        for next in nexts {
+            let mut positions = Vec::with_capacity(next.len());
+            for next in next {
+                let end = match ends.next() {
+                    Some(Ok(end)) => Some(end),
+                    Some(Err(error)) => {
+                        errors.push(error.to_string());
+                        None
                     }
-                    None => 0,
+                    None => None,
                 };
-                let end = self.log.end_offset(stage.topic, partition).await.map_err(|e| e.to_string())?;
-                positions.push((next, end));
+                positions.push(next.zip(end));
             }
             all.push(positions);
         }
-        Ok(all)
+        match errors.first() {
+            None => self.failing.store(false, Relaxed),
+            Some(error) if !self.failing.swap(true, Relaxed) => {
+                tracing::warn!(%error, failed = errors.len(), "cannot read some backlog positions; they keep aging");
+            }
+            Some(_) => {}
+        }
+        all
     }
 
-    fn record(&self, now: Instant, positions: &[Vec<(u64, u64)>]) {
+    /// `stage`'s next offset in each partition (0 without a progress record).
+    async fn progress(&self, stage: &Downstream, partitions: u32) -> Result<Vec<Option<u64>>, String> {
+        let keys: Vec<String> = (0..partitions).map(stage.progress_key).collect();
+        let records = self.store.get_many(Table::Offsets, &keys).await.map_err(|e| e.to_string())?;
+        let mut next = Vec::with_capacity(records.len());
+        for record in records {
+            next.push(Some(match record {
+                Some(record) => {
+                    serde_json::from_slice::<Progress>(&record.doc)
+                        .map_err(|e| format!("progress record `{}`: {e}", record.key))?
+                        .next_offset
+                }
+                None => 0,
+            }));
+        }
+        Ok(next)
+    }
+
+    fn record(&self, now: Instant, positions: &[Vec<Option<(u64, u64)>>]) {
         let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut ages = vec![Duration::ZERO; self.ages.len()];
         for (stage, positions) in seen.iter_mut().zip(positions) {
-            for ((seen, &(next, end)), age) in stage.iter_mut().zip(positions).zip(ages.iter_mut()) {
-                *age += seen.observe(now, next, end);
+            for ((seen, position), age) in stage.iter_mut().zip(positions).zip(ages.iter_mut()) {
+                *age += match *position {
+                    Some((next, end)) => seen.observe(now, next, end),
+                    None => seen.age(now),
+                };
             }
         }
         for (slot, age) in self.ages.iter().zip(&ages) {
-            slot.store(u64::try_from(age.as_micros()).unwrap_or(u64::MAX), Relaxed);
+            slot.store(micros(*age), Relaxed);
         }
         let oldest = ages.iter().max().copied().unwrap_or_default();
         METRICS.ingest_backlog_ms.set(u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX));
@@ -233,6 +297,15 @@ mod tests {
         let later = t0 + Duration::from_secs(3600);
         assert_eq!(seen.observe(later, 3, 4), Duration::ZERO);
         assert_eq!(seen.observe(later + 50 * MS, 3, 4), 50 * MS);
+    }
+
+    #[test]
+    fn a_backlog_that_cannot_be_read_keeps_aging() {
+        let t0 = Instant::now();
+        let mut seen = Seen::default();
+        seen.observe(t0, 0, 10);
+        assert_eq!(seen.age(t0 + 700 * MS), 700 * MS);
+        assert_eq!(Seen::default().age(t0 + 700 * MS), Duration::ZERO);
     }
 
     #[test]

@@ -74,6 +74,20 @@ pub enum IngestError {
     Store(#[from] StoreError),
 }
 
+/// The duplicates dropped from one request: same body as the first, or another body.
+#[derive(Default)]
+struct Duplicates {
+    same: u64,
+    conflicts: u64,
+}
+
+impl Duplicates {
+    fn count(self) {
+        METRICS.events_duplicate_total.add(self.same + self.conflicts);
+        METRICS.events_duplicate_conflict_total.add(self.conflicts);
+    }
+}
+
 /// A 429, counted.
 fn overloaded() -> IngestError {
     METRICS.ingest_overload_total.add(1);
@@ -92,15 +106,12 @@ pub struct Ingest {
     budget: Budget,
     recent: RecentEvents,
     backlog: Backlog,
-    max_backlog_age: Duration,
 }
 
 impl Ingest {
     pub fn new(store: SharedStore, log: SharedLog, options: IngestOptions) -> Self {
-        let refresh = (options.max_backlog_age / 20).max(Duration::from_millis(1));
         Self {
-            backlog: Backlog::new(store.clone(), log.clone(), options.downstream, refresh),
-            max_backlog_age: options.max_backlog_age,
+            backlog: Backlog::new(store.clone(), log.clone(), options.downstream, options.max_backlog_age),
             store,
             log,
             budget: Budget::new(options.max_inflight_bytes),
@@ -139,6 +150,8 @@ impl Ingest {
         // Fast duplicate check; the ledger writer does the exact one.
         let mut events = Vec::with_capacity(request.events.len());
         let mut remembered = Vec::with_capacity(request.events.len());
+        // Counted once the request is acknowledged, so the retries of a refused one count nothing.
+        let mut duplicates = Duplicates::default();
         for event in request.events {
             let key = dedupe::event_key(&customer_id, &event.id);
             let fingerprint = dedupe::fingerprint(&event);
@@ -147,19 +160,17 @@ impl Ingest {
                     remembered.push((key, fingerprint));
                     events.push(event);
                 }
-                Seen::Same => METRICS.events_duplicate_total.add(1),
-                Seen::Conflict => {
-                    METRICS.events_duplicate_total.add(1);
-                    METRICS.events_duplicate_conflict_total.add(1);
-                }
+                Seen::Same => duplicates.same += 1,
+                Seen::Conflict => duplicates.conflicts += 1,
             }
         }
         if events.is_empty() {
+            duplicates.count();
             return Ok(());
         }
 
         let partition = eventlog::partition_for(customer_id.as_bytes(), self.log.partition_count());
-        if self.backlog.age(partition) > self.max_backlog_age {
+        if self.backlog.too_old(partition) {
             return Err(overloaded());
         }
         let count = events.len() as u64;
@@ -180,6 +191,7 @@ impl Ingest {
             self.recent.remember(key, fingerprint);
         }
         METRICS.events_accepted_total.add(count);
+        duplicates.count();
         Ok(())
     }
 
