@@ -444,8 +444,12 @@ async fn ensure_topics(settings: &KafkaSettings, cluster: &Cluster, partitions: 
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()
         .map(|name| {
+            // Unbilled usage must never expire: the broker's default retention (7 days on Apache
+            // Kafka) would drop records a stopped rater or writer has not read yet.
             NewTopic::new(name, requested, TopicReplication::Fixed(settings.replication))
                 .set("max.message.bytes", &max_message)
+                .set("retention.ms", "-1")
+                .set("retention.bytes", "-1")
         })
         .collect();
     let options = AdminOptions::new()
@@ -812,7 +816,8 @@ impl Log for KafkaLog {
     /// Does not delete anything: returns the first offset the topic still holds (its low
     /// watermark). Kafka's DeleteRecords would move it, but tansu (the broker the tests run)
     /// does not implement it (its storage engines answer with a panic), so retention on Kafka
-    /// is the topics' own `retention.ms`/`retention.bytes`, set by the operator. Callers never
+    /// is the topics' own `retention.ms`/`retention.bytes`: unlimited as drawdown creates them,
+    /// and only an operator who knows every stage has read a record may shorten it. Callers never
     /// rely on more than "the first retained offset is at most `offset`", which holds.
     async fn retain_from(&self, topic: Topic, partition: PartitionId, _offset: u64) -> Result<u64, LogError> {
         self.check(topic, partition)?;

@@ -19,7 +19,7 @@
 //!
 //! - [`embedded`]: the embedded backend and the recovery that runs on open.
 //! - `segment` (private): the record frame, positional frame reads, the sparse offset index.
-//! - `group_commit` (private): one writer task per partition turning many queued appends into
+//! - `group_commit` (private): one writer thread per partition turning many queued appends into
 //!   one write and one fsync.
 //! - `partitioner` (private): Kafka's murmur2 partitioner, so a Kafka backend places keys
 //!   identically.

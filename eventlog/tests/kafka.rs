@@ -217,3 +217,27 @@ async fn an_unreachable_broker_fails_appends_and_they_succeed_again_once_it_is_b
     assert_eq!(values.last().map(String::as_str), Some("after"));
     assert_eq!(offset as usize, values.len() - 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_with_unlimited_retention() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+    let broker = testing::shared();
+    let prefix = testing::prefix();
+    connect(&broker.url(&prefix)).await;
+    let address = broker.url("").trim_start_matches("kafka://").split('?').next().unwrap().to_string();
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &address).create().unwrap();
+    for topic in Topic::ALL {
+        let name = format!("{prefix}{}", topic.name());
+        let described =
+            admin.describe_configs([&ResourceSpecifier::Topic(&name)], &AdminOptions::new()).await.unwrap();
+        let config = described.into_iter().next().unwrap().unwrap();
+        for key in ["retention.ms", "retention.bytes"] {
+            let entry =
+                config.get(key).unwrap_or_else(|| panic!("{name} has no {key}: {:?}", config.entries));
+            assert_eq!(entry.value.as_deref(), Some("-1"), "{name} {key}");
+        }
+    }
+}
