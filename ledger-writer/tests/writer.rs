@@ -189,7 +189,6 @@ fn fees_of(transactions: &[Transaction]) -> Vec<&Transaction> {
     transactions.iter().filter(|t| t.kind == TransactionType::Fee).collect()
 }
 
-/// Two customers that land on different partitions.
 /// The event of `usage_fee(c, "evt_1", "1.5", ..)` sent again in another request, with a new
 /// one costing 0.25.
 fn evt_1_again_with_evt_2(c: &str) -> LedgerInput {
@@ -203,6 +202,7 @@ fn evt_1_again_with_evt_2(c: &str) -> LedgerInput {
     )
 }
 
+/// Two customers that land on different partitions.
 fn two_partitions_customers() -> (String, String) {
     let a = "cust_a".to_string();
     let b = (0..)
