@@ -7,7 +7,8 @@
 #   bash benches/profile.sh 100 8     # 100-event requests on 8 connections
 #   bash benches/profile.sh 1 64      # single-event requests on 64 connections
 #
-# Then: perf report -i target/profile-<batch>.perf --children --sort sym -g none
+# It ends with the server's samples split by pipeline stage (benches/stages.py). Then, for more:
+#   perf report -i target/profile-<batch>.perf --children --sort sym -g none
 # Needs perf; nothing else may run on the machine meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,3 +49,5 @@ PY
 echo "counters before: $C0"
 echo "counters after:  $C1"
 echo "load report: target/profile-$BATCH.log; profile: target/profile-$BATCH.perf"
+echo "the server's samples by stage:"
+perf script -i "target/profile-$BATCH.perf" -F comm,ip,sym 2>/dev/null | python3 benches/stages.py

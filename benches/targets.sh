@@ -5,7 +5,7 @@
 # machine meanwhile: the load generator and the server share its cores.
 #
 #   bash benches/targets.sh                 # everything (about 30 minutes on 2 cores)
-#   ONLY=writer bash benches/targets.sh     # one group: ingest | single | latency | writer | memory
+#   ONLY=writer bash benches/targets.sh     # one group: ingest | single | latency | writer | memory | floors
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
@@ -31,6 +31,17 @@ for i in $(seq 1 "$RUNS"); do
         # The ledger writers alone: many customers, then one hot customer.
         "$BIN/postings" --customers 1000 --events 1000000 --json "$OUT/postings-$i.json"
         "$BIN/postings" --customers 1 --events 500000 --json "$OUT/postings-hot-$i.json"
+    fi
+    if want floors; then
+        # What the stages cost in isolation, each at its best: HTTP alone (a null server), the
+        # log's durable appends alone, the writers alone on one-event inputs
+        # (docs/benchmarks.md, "The floors").
+        "$BIN/floors" http --batch 1 --concurrency 64 --duration 20 | tee "$OUT/floor-http-1-$i.txt"
+        "$BIN/floors" http --batch 100 --concurrency 8 --duration 20 | tee "$OUT/floor-http-100-$i.txt"
+        for concurrency in 64 1024; do
+            "$BIN/floors" log --concurrency "$concurrency" --duration 20 | tee "$OUT/floor-log-$concurrency-$i.txt"
+        done
+        "$BIN/postings" --customers 1000 --events 400000 --events-per-input 1 --json "$OUT/postings-single-$i.json"
     fi
 done
 

@@ -61,6 +61,8 @@ struct Report {
     seconds: f64,
     postings_per_sec: f64,
     inputs_per_sec: f64,
+    /// CPU (user + system, all threads) the process spent posting, per posting.
+    cpu_us_per_posting: f64,
     balances_checked: usize,
     passed: bool,
 }
@@ -79,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = runtime.block_on(run(&args))?;
     println!(
-        "{} postings ({} inputs of {} events, {} customers, {} partitions) in {:.2} s: {:.0} postings/s, {:.0} inputs/s; balances {}",
+        "{} postings ({} inputs of {} events, {} customers, {} partitions) in {:.2} s: {:.0} postings/s, {:.0} inputs/s, {:.1} µs CPU per posting; balances {}",
         report.postings,
         report.inputs,
         report.events_per_input,
@@ -88,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         report.seconds,
         report.postings_per_sec,
         report.inputs_per_sec,
+        report.cpu_us_per_posting,
         if report.passed { "exact" } else { "WRONG" },
     );
     if let Some(path) = &args.json {
@@ -119,6 +122,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         target_batch_events: args.target_batch_events,
     };
     let started = Instant::now();
+    let cpu_before = benches::cpu::seconds(std::process::id())?;
     let writers =
         ledger_writer::spawn_all(Arc::clone(&store), Arc::clone(&log), posted.clone(), options, shutdown);
     for (partition, end) in (0..args.partitions).zip(ends) {
@@ -130,6 +134,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = benches::cpu::seconds(std::process::id())? - cpu_before;
     let _ = stop.send(true);
     for writer in writers {
         writer.await??;
@@ -146,6 +151,7 @@ async fn run(args: &Args) -> anyhow::Result<Report> {
         seconds,
         postings_per_sec: postings as f64 / seconds,
         inputs_per_sec: inputs as f64 / seconds,
+        cpu_us_per_posting: cpu / postings as f64 * 1e6,
         balances_checked: checked,
         passed,
     })

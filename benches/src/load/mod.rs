@@ -19,9 +19,9 @@
 //! - [`report`]: the [`Report`], as a table and as JSON.
 //! - [`spawn`]: starts a drawdown binary on a free port with a fresh data directory, and stops it.
 
-mod http;
+pub mod http;
 mod memory;
-mod pricing;
+pub mod pricing;
 pub mod report;
 mod ring;
 mod scrape;
