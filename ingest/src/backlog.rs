@@ -19,6 +19,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use store::typed::decode;
 use store::{SharedStore, Table};
 use telemetry::METRICS;
 
@@ -183,32 +184,30 @@ impl Inner {
         let mut errors = Vec::new();
         let mut nexts = Vec::with_capacity(self.downstream.len());
         for stage in &self.downstream {
-            match self.progress(stage, partitions).await {
-                Ok(next) => nexts.push(next),
-                Err(error) => {
-                    errors.push(error);
-                    nexts.push(vec![None; partitions as usize]);
-                }
-            }
+            nexts.push(self.progress(stage, partitions).await.map_err(|error| errors.push(error)).ok());
         }
-        let ends = self.downstream.iter().flat_map(|stage| {
-            (0..partitions).map(move |partition| self.log.end_offset(stage.topic, partition))
+        // Only the stages whose progress was read need their topic's end offsets.
+        let reads = self.downstream.iter().zip(&nexts).flat_map(|(stage, next)| {
+            (0..partitions).map(move |partition| async move {
+                let next = next.as_ref()?[partition as usize];
+                Some(self.log.end_offset(stage.topic, partition).await.map(|end| (next, end)))
+            })
         });
-        let mut ends = futures::future::join_all(ends).await.into_iter();
+        let mut reads = futures::future::join_all(reads).await.into_iter();
         let mut all = Vec::with_capacity(nexts.len());
-        for next in nexts {
-            let mut positions = Vec::with_capacity(next.len());
-            for next in next {
-                let end = match ends.next() {
-                    Some(Ok(end)) => Some(end),
+        for _ in &self.downstream {
+            let positions = reads
+                .by_ref()
+                .take(partitions as usize)
+                .map(|read| match read {
+                    Some(Ok(position)) => Some(position),
                     Some(Err(error)) => {
                         errors.push(error.to_string());
                         None
                     }
                     None => None,
-                };
-                positions.push(next.zip(end));
-            }
+                })
+                .collect();
             all.push(positions);
         }
         match errors.first() {
@@ -222,21 +221,19 @@ impl Inner {
     }
 
     /// `stage`'s next offset in each partition (0 without a progress record).
-    async fn progress(&self, stage: &Downstream, partitions: u32) -> Result<Vec<Option<u64>>, String> {
+    async fn progress(&self, stage: &Downstream, partitions: u32) -> Result<Vec<u64>, String> {
         let keys: Vec<String> = (0..partitions).map(stage.progress_key).collect();
         let records = self.store.get_many(Table::Offsets, &keys).await.map_err(|e| e.to_string())?;
-        let mut next = Vec::with_capacity(records.len());
-        for record in records {
-            next.push(Some(match record {
-                Some(record) => {
-                    serde_json::from_slice::<Progress>(&record.doc)
-                        .map_err(|e| format!("progress record `{}`: {e}", record.key))?
-                        .next_offset
-                }
-                None => 0,
-            }));
-        }
-        Ok(next)
+        records
+            .into_iter()
+            .map(|record| match record {
+                Some(record) => Ok(decode::<Progress>(Table::Offsets, record)
+                    .map_err(|e| e.to_string())?
+                    .value
+                    .next_offset),
+                None => Ok(0),
+            })
+            .collect()
     }
 
     fn record(&self, now: Instant, positions: &[Vec<Option<(u64, u64)>>]) {

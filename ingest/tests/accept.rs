@@ -324,14 +324,29 @@ async fn a_partition_whose_stage_falls_behind_takes_no_new_events_until_it_catch
     h.send(request(Some(&other), None, &["evt_other"])).await.unwrap();
     assert_eq!(h.end_offsets().await[partition as usize], accepted, "a refused request appends nothing");
 
-    // The stage catches up while nothing is sent: the first request after that quiet spell is
-    // not judged by the measure taken before it.
-    let caught_up = json!({ "next_offset": accepted });
+    // After a quiet spell the first request is not judged by the measure taken before it...
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    h.send(request(Some(behind), None, &["evt_after_quiet"])).await.unwrap();
+    assert_eq!(h.end_offsets().await[partition as usize], accepted + 1);
+    // ... but the stage is still behind, and the next measures refuse again.
+    match send_until_refused(&h, behind, std::time::Duration::from_secs(10)).await {
+        IngestError::Overloaded { .. } => {}
+        other => panic!("expected a 429, got {other:?}"),
+    }
+
+    // The stage catches up (its progress record reaches the end): the partition takes events
+    // again, while requests keep coming.
+    let end = h.end_offsets().await[partition as usize];
+    let caught_up = json!({ "next_offset": end });
     h.store
         .write(vec![Op::put_doc(Table::Offsets, &rater_key(partition), &caught_up).unwrap()])
         .await
         .unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    h.send(request(Some(behind), None, &["evt_after"])).await.unwrap();
-    assert_eq!(h.end_offsets().await[partition as usize], accepted + 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while let Err(err) = h.send(request(Some(behind), None, &["evt_caught_up"])).await {
+        assert!(matches!(err, IngestError::Overloaded { .. }), "{err:?}");
+        assert!(std::time::Instant::now() < deadline, "still refused after the stage caught up");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(h.end_offsets().await[partition as usize], end + 1);
 }
