@@ -339,7 +339,7 @@ async fn a_partition_whose_stage_falls_behind_takes_no_new_events_until_it_catch
     let end = h.end_offsets().await[partition as usize];
     let caught_up = json!({ "next_offset": end });
     h.store
-        .write(vec![Op::put_doc(Table::Offsets, &rater_key(partition), &caught_up).unwrap()])
+        .write(vec![Op::put_doc(Table::Offsets, rater_key(partition), &caught_up).unwrap()])
         .await
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
