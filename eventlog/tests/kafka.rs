@@ -48,18 +48,7 @@ impl Harness for Kafka {
 
 // Everything but `retention_drops_whole_old_segments`: the Kafka backend does not delete records
 // (tansu has no DeleteRecords; see `KafkaLog::retain_from`).
-eventlog::log_conformance_tests!(
-    Kafka,
-    [
-        appends_get_dense_offsets_and_read_back_in_order,
-        partitions_and_topics_are_independent,
-        reads_past_the_end_are_empty_and_end_offset_tracks_appends,
-        appended_records_survive_reopen,
-        concurrent_appends_are_each_stored_exactly_once,
-        wait_for_wakes_when_a_record_arrives,
-        large_values_round_trip,
-    ]
-);
+eventlog::log_conformance_tests!(Kafka, without_retention);
 
 async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + EVENTUALLY;
