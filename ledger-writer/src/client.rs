@@ -45,8 +45,12 @@ impl Inner {
 
 impl Posted {
     pub fn new(partition_count: u32) -> Self {
+        Self::with(partition_count, None)
+    }
+
+    fn with(partition_count: u32, follows: Option<(SharedStore, Duration)>) -> Self {
         let partitions = (0..partition_count).map(|_| watch::Sender::new(0)).collect();
-        Self { inner: Arc::new(Inner { partitions, follows: None, waits: Arc::new(Notify::new()) }) }
+        Self { inner: Arc::new(Inner { partitions, follows, waits: Arc::new(Notify::new()) }) }
     }
 
     /// A `Posted` fed by writers running in other processes: while anyone waits on a partition, a
@@ -58,10 +62,7 @@ impl Posted {
     /// without multi-partition transactions (ScyllaDB) commits it first and each customer's part
     /// after it: so [`Posted::wait_input`] also waits for the customer's own ledger.
     pub fn follow_store(store: SharedStore, partition_count: u32, interval: Duration) -> Self {
-        let mut posted = Self::new(partition_count);
-        if let Some(inner) = Arc::get_mut(&mut posted.inner) {
-            inner.follows = Some((store.clone(), interval));
-        }
+        let posted = Self::with(partition_count, Some((store.clone(), interval)));
         let waits = Arc::clone(&posted.inner.waits);
         tokio::spawn(follow(Arc::downgrade(&posted.inner), waits, store, interval));
         posted
