@@ -29,6 +29,7 @@ done
 "$BIN/loadgen" --url "http://127.0.0.1:$PORT" --server-pid "$SERVER" --customers 1000 \
     --batch "$BATCH" --concurrency "$CONC" --duration 40 --settle-timeout 900 >"target/profile-$BATCH.log" 2>&1 &
 LOADGEN=$!
+trap 'kill -TERM $LOADGEN $SERVER 2>/dev/null; rm -rf "$DATA"' EXIT
 sleep 15
 counters() {
     curl -s "http://127.0.0.1:$PORT/metrics" |

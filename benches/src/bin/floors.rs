@@ -6,8 +6,8 @@
 //!   tokio's default multi-thread runtime, mimalloc) whose `POST /events` reads the body and
 //!   answers 204, doing nothing else, driven by `loadgen`'s own client (`--batch`-event bodies
 //!   on `--concurrency` keep-alive connections, one runtime thread).
-//! - `floors log`: durable appends of one record each (a one-event `POST /events` body, as
-//!   ingest appends per single-event request) to the embedded log from `--concurrency` tasks,
+//! - `floors log`: durable appends of one record each (the `usage.raw` record ingest appends for
+//!   a single-event request) to the embedded log from `--concurrency` tasks,
 //!   spread over its partitions, each append fsync'd by the log's group commit.
 //!
 //! Each reports its rate and the CPU it took per request or append (user + system time of the
@@ -18,13 +18,15 @@
 
 use anyhow::{bail, Context};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
+use benches::fixtures;
 use benches::load::http::{Connection, Endpoint};
 use benches::load::pricing::{occurred_at, Event, EventsWriter};
+use benches::load::spawn::{free_port, SpawnedServer};
 use clap::{Args, Parser, Subcommand};
 use eventlog::{EmbeddedLog, Log, LogOptions, Topic};
 use hyper::Method;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -102,10 +104,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The null server: `POST /events` reads the whole body and answers 204.
+/// The null server: `POST /events` reads the whole body and answers 204 (and `GET /metrics`
+/// answers 200, for `SpawnedServer` to see it is up).
 async fn null_server(addr: &str) -> anyhow::Result<()> {
-    let app =
-        axum::Router::new().route("/events", post(|_body: bytes::Bytes| async { StatusCode::NO_CONTENT }));
+    let app = axum::Router::new()
+        .route("/events", post(|_body: bytes::Bytes| async { StatusCode::NO_CONTENT }))
+        .route("/metrics", get(|| async { StatusCode::OK }));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     axum::serve(listener, app).await?;
     Ok(())
@@ -204,25 +208,16 @@ async fn measure(
 }
 
 fn http(batch: usize, concurrency: usize, duration: Duration) -> anyhow::Result<()> {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
-    let mut server = Command::new(std::env::current_exe()?)
-        .args(["null-server", &addr])
-        .stdout(Stdio::null())
-        .spawn()
-        .context("starting the null server")?;
-    let processes = [("server", server.id()), ("client", std::process::id())];
     // The client runs on one thread, as `loadgen --threads 1` does.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = runtime.block_on(async {
-        let endpoint = Arc::new(Endpoint::parse(&format!("http://{addr}"), "sk_test_floor")?);
-        let mut probe = Connection::new(Arc::clone(&endpoint));
-        let started = Instant::now();
-        while probe.call(Method::POST, "/events", bytes::Bytes::from_static(b"{}")).await.is_err() {
-            if started.elapsed() > Duration::from_secs(10) {
-                bail!("the null server did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    runtime.block_on(async {
+        let port = free_port()?;
+        let mut command = Command::new(std::env::current_exe()?);
+        command.args(["null-server", &format!("127.0.0.1:{port}")]);
+        // Stopped (killed) when dropped, however this ends.
+        let server = SpawnedServer::spawn(command, port, "sk_test_floor".to_string(), None).await?;
+        let processes = [("server", server.pid()), ("client", std::process::id())];
+        let endpoint = Arc::new(Endpoint::parse(&server.url, &server.api_key)?);
         let ticker = Ticker::default();
         let tasks = (0..concurrency)
             .map(|task| {
@@ -246,26 +241,25 @@ fn http(batch: usize, concurrency: usize, duration: Duration) -> anyhow::Result<
             })
             .collect();
         measure(tasks, &ticker, duration, &processes, "request", batch, None).await
-    });
-    let _ = server.kill();
-    let _ = server.wait();
-    result
+    })
 }
 
 async fn log(partitions: u32, concurrency: usize, duration: Duration) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let log = Arc::new(EmbeddedLog::open(dir.path(), LogOptions { partitions, ..LogOptions::default() })?);
     let fsyncs = || telemetry::METRICS.log_fsync_seconds.count();
-    let value = body(&mut EventsWriter::new("floor", 0), 0, 1, &occurred_at(0)).to_vec();
+    // The record ingest appends for a one-event request, under its customer's key.
+    let accepted_at = ledger_writer::fixtures::at(fixtures::ACCEPTED_AT);
+    let value = fixtures::raw_usage_bytes(0, 1, accepted_at)?;
+    let key = fixtures::CUSTOMER.as_bytes().to_vec();
     let ticker = Ticker::default();
     let tasks = (0..concurrency)
         .map(|task| {
-            let (log, value, ticker) = (Arc::clone(&log), value.clone(), ticker.clone());
+            let (log, key, value, ticker) = (Arc::clone(&log), key.clone(), value.clone(), ticker.clone());
             let partition = task as u32 % partitions;
             tokio::spawn(async move {
                 while ticker.running() {
-                    log.append(Topic::UsageRaw, partition, vec![(b"cust_floor".to_vec(), value.clone())])
-                        .await?;
+                    log.append(Topic::UsageRaw, partition, vec![(key.clone(), value.clone())]).await?;
                     ticker.tick();
                 }
                 Ok(())

@@ -30,17 +30,30 @@ impl SpawnedServer {
             tempfile::Builder::new().prefix("drawdown-load-").tempdir().context("creating a data dir")?;
         let port = free_port()?;
         let api_key = format!("sk_test_{}", uuid::Uuid::new_v4().simple());
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(dir.path())
             .args(["--partitions", &partitions.to_string()])
             .env("DRAWDOWN_API_KEY", &api_key)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn");
+        Self::spawn(command, port, api_key, Some(dir)).await
+    }
+
+    /// Starts `command`, a server that will listen on 127.0.0.1:`port` and answer
+    /// `GET /metrics`, and waits until it does. `dir` is its data directory, if any.
+    pub async fn spawn(
+        mut command: Command,
+        port: u16,
+        api_key: String,
+        dir: Option<tempfile::TempDir>,
+    ) -> anyhow::Result<Self> {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let mut server = Self { child, dir: Some(dir), url: format!("http://127.0.0.1:{port}"), api_key };
+            .with_context(|| format!("starting {}", command.get_program().to_string_lossy()))?;
+        let mut server = Self { child, dir, url: format!("http://127.0.0.1:{port}"), api_key };
         server.wait_until_serving().await?;
         Ok(server)
     }
@@ -107,7 +120,7 @@ impl Drop for SpawnedServer {
 }
 
 /// A local port nobody listens on right now.
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
