@@ -4,7 +4,7 @@
 # target/bench-results) and fails if a balance does not verify. Nothing else should run on the
 # machine meanwhile: the load generator and the server share its cores.
 #
-#   bash benches/targets.sh                 # everything (about 30 minutes on 2 cores)
+#   bash benches/targets.sh                 # everything (about 40 minutes on 2 cores)
 #   ONLY=writer bash benches/targets.sh     # one group: ingest | single | latency | writer | memory | floors
 set -euo pipefail
 cd "$(dirname "$0")/.."
