@@ -9,7 +9,9 @@ TANSU_VERSION="0.6.0"
 ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/drawdown/tansu"
 BIN="$ROOT/bin/tansu"
 
-if [ ! -x "$BIN" ]; then
+# Installed, and at this version (cargo records what it installed in .crates.toml); otherwise
+# `cargo install` replaces it.
+if [ ! -x "$BIN" ] || ! grep -qF "\"tansu $TANSU_VERSION " "$ROOT/.crates.toml" 2>/dev/null; then
     echo "==> installing tansu $TANSU_VERSION into $ROOT" >&2
     # `dynostore` is the in-memory storage engine (memory://) the tests use. (Installed and
     # verified this way, without --locked, on 2026-11-22.)
