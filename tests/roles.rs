@@ -6,7 +6,9 @@
 mod common;
 
 use clap::Parser;
-use common::{available, dec, eventually, must, now, request, subscribed_customer, unique, unit_price, KEY};
+use common::{
+    available, dec, eventually, must, now, request, send_usage, subscribed_customer, unique, unit_price, KEY,
+};
 use drawdown::cli::{Cli, Invocation};
 use drawdown::{Backends, Role, RoleConfig, Server};
 use serde_json::{json, Value};
@@ -230,13 +232,7 @@ fn usage_sent_to_the_ingest_role_is_rated_and_posted_by_the_other_roles() {
     let events: Vec<Value> = (0..3)
         .map(|_| json!({"id": unique("img-"), "event_type": "image", "occurred_at": now(), "data": {}}))
         .collect();
-    must(
-        cluster.base(Role::Ingest),
-        204,
-        "POST",
-        "/events",
-        Some(json!({"customer_id": customer, "events": events})),
-    );
+    send_usage(cluster.base(Role::Ingest), &json!({"customer_id": customer, "events": events}));
     eventually("three images drawn down", || {
         (available(api, &customer, "default:USD") == dec("0.85")).then_some(())
     });
