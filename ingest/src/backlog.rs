@@ -247,8 +247,10 @@ impl Inner {
                 };
             }
         }
-        for (slot, age) in self.ages.iter().zip(&ages) {
+        for (partition, (slot, age)) in self.ages.iter().zip(&ages).enumerate() {
             slot.store(micros(*age), Relaxed);
+            let ms = u64::try_from(age.as_millis()).unwrap_or(u64::MAX);
+            METRICS.partition_backlog_ms.set("ingest", partition as PartitionId, ms);
         }
         let oldest = ages.iter().max().copied().unwrap_or_default();
         METRICS.ingest_backlog_ms.set(u64::try_from(oldest.as_millis()).unwrap_or(u64::MAX));

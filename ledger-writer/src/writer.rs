@@ -141,6 +141,7 @@ pub async fn run_partition(
         next_read = writer.progress.resume_from();
         match failure {
             Failure::Fenced => {
+                METRICS.writer_fenced_total.add(1);
                 tracing::warn!(
                     partition,
                     epoch = writer.progress.epoch,

@@ -4,8 +4,10 @@
 //! Counters only grow; tests that look at them compare before/after values, because several
 //! in-process servers share the one process.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 /// A monotonically increasing count.
@@ -49,6 +51,38 @@ impl Gauge {
 }
 
 impl Default for Gauge {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A gauge per (stage, partition): bounded labels (a process has a few stages and at most the
+/// partition count of each). Set off the hot path (lease rounds, backlog refreshes), so a short
+/// lock is fine.
+pub struct PartitionGauge(Mutex<BTreeMap<(&'static str, u32), u64>>);
+
+impl PartitionGauge {
+    pub const fn new() -> Self {
+        Self(Mutex::new(BTreeMap::new()))
+    }
+
+    pub fn set(&self, stage: &'static str, partition: u32, v: u64) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert((stage, partition), v);
+    }
+
+    pub fn get(&self, stage: &'static str, partition: u32) -> Option<u64> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).get(&(stage, partition)).copied()
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for ((stage, partition), v) in self.0.lock().unwrap_or_else(PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{stage=\"{stage}\",partition=\"{partition}\"}} {v}");
+        }
+    }
+}
+
+impl Default for PartitionGauge {
     fn default() -> Self {
         Self::new()
     }
@@ -180,6 +214,9 @@ macro_rules! metrics {
         let _ = writeln!($out, "# HELP drawdown_{0} {1}\n# TYPE drawdown_{0} gauge\ndrawdown_{0} {2}",
             stringify!($field), $help, $self.$field.get());
     };
+    (@render $self:ident, $out:ident, $field:ident, PartitionGauge, $help:literal) => {
+        $self.$field.render(&mut $out, concat!("drawdown_", stringify!($field)), $help);
+    };
     (@render $self:ident, $out:ident, $field:ident, Histogram, $help:literal) => {
         $self.$field.render(&mut $out, concat!("drawdown_", stringify!($field)), $help);
     };
@@ -192,12 +229,15 @@ metrics! {
     events_rejected_total: Counter = Counter::new(), "Usage events in requests rejected with 400/422.";
     ingest_overload_total: Counter = Counter::new(), "POST /events requests refused with 429 by admission control (byte budget or backlog).";
     ingest_backlog_ms: Gauge = Gauge::new(), "Age of the oldest partition backlog (records the raters or ledger writers have not processed), in ms, as ingest last measured it.";
+    partition_backlog_ms: PartitionGauge = PartitionGauge::new(), "Per partition (stage `ingest`): age of the oldest record its raters or ledger writers have not processed, in ms, as ingest last measured it.";
+    partition_owned: PartitionGauge = PartitionGauge::new(), "Per stage (`raters`, `writers`) and partition: 1 while this process owns the partition, 0 otherwise.";
     log_append_seconds: Histogram = Histogram::latency(), "Latency of a durable log append (queue + write + fsync).";
     log_fsync_seconds: Histogram = Histogram::latency(), "Latency of one fsync of a log segment (one group commit).";
     rater_events_total: Counter = Counter::new(), "Events rated and forwarded to ledger.input.";
     rater_lag_records: Gauge = Gauge::new(), "usage.raw records not yet rated, summed over partitions.";
     writer_inputs_total: Counter = Counter::new(), "ledger.input records applied by the ledger writers.";
     writer_postings_total: Counter = Counter::new(), "Transactions posted (fees, charges, adjustments, expiries).";
+    writer_fenced_total: Counter = Counter::new(), "Writer batches refused by the epoch fence: this process had lost the partition (a zombie) and posted none of them.";
     writer_batch_size: Histogram = Histogram::size(), "ledger.input records per writer batch.";
     writer_commit_seconds: Histogram = Histogram::latency(), "Latency of a writer batch's atomic store write.";
     event_to_balance_seconds: Histogram = Histogram::latency(), "From ingest acceptance to the fee posted on the balance.";
@@ -239,5 +279,18 @@ mod tests {
         assert!(text.contains("# TYPE drawdown_events_accepted_total counter"));
         assert!(text.contains("# TYPE drawdown_event_to_balance_seconds histogram"));
         assert!(text.contains("# TYPE drawdown_rater_lag_records gauge"));
+    }
+
+    #[test]
+    fn partition_gauges_render_one_line_per_stage_and_partition() {
+        let g = PartitionGauge::new();
+        g.set("writers", 3, 1);
+        g.set("raters", 0, 0);
+        g.set("writers", 3, 0);
+        let mut out = String::new();
+        g.render(&mut out, "x", "help");
+        assert!(out.contains("x{stage=\"writers\",partition=\"3\"} 0"), "{out}");
+        assert!(out.contains("x{stage=\"raters\",partition=\"0\"} 0"), "{out}");
+        assert_eq!(out.lines().count(), 4, "{out}");
     }
 }
