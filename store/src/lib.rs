@@ -5,6 +5,8 @@
 //! - [`typed`]: JSON documents on top of records (`get_doc`, `Op::put_doc`).
 //! - [`embedded`]: the default backend, a crash-safe transactional file (redb).
 //! - [`scylla`]: the distributed backend, a ScyllaDB (Cassandra-compatible) cluster.
+//! - [`remote`]: a store served over HTTP by another process (`drawdown store`), so processes
+//!   share one store without a cluster.
 //! - [`conformance`]: the contract as a test suite, generic over the backend; every backend runs it.
 //!
 //! [`open`] opens the embedded store; [`connect`] opens either, by URL.
@@ -22,12 +24,14 @@
 pub mod conformance;
 pub mod embedded;
 pub mod model;
+pub mod remote;
 pub mod scylla;
 pub mod typed;
 
 pub use self::scylla::{ScyllaConfig, ScyllaStore};
 pub use embedded::EmbeddedStore;
 pub use model::{Expect, ListRange, Listing, Op, Record, StoreError, Table, UniqueKey, WriteBatch};
+pub use remote::RemoteStore;
 pub use typed::Doc;
 
 use async_trait::async_trait;
@@ -69,11 +73,14 @@ pub fn open(url: &str) -> Result<SharedStore, StoreError> {
 }
 
 /// Opens the backend named by `url`: `embedded:<directory>` (or a bare directory path, as
-/// [`open`]), or `scylla://host:port[,host:port...]/keyspace[?replication=N]`, connecting to the
-/// cluster and creating or migrating the schema.
+/// [`open`]), `scylla://host:port[,host:port...]/keyspace[?replication=N]`, connecting to the
+/// cluster and creating or migrating the schema, or `http://host:port`, a store server.
 pub async fn connect(url: &str) -> Result<SharedStore, StoreError> {
     if url.starts_with("scylla://") {
         return Ok(Arc::new(ScyllaStore::connect(url).await?));
+    }
+    if url.starts_with("http://") {
+        return Ok(Arc::new(RemoteStore::connect(url)?));
     }
     let url = url.to_string();
     // Opening the file reads and may repair it: off the async workers.

@@ -1,9 +1,12 @@
 //! The vocabulary of the storage contract.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Every table the services use. A table holds records keyed by string; keys sort bytewise.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// (Serialized by [`Table::name`], for the remote store's protocol.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Table {
     /// Server-wide settings (platform account id).
     Meta,
@@ -86,7 +89,8 @@ pub struct Record {
 }
 
 /// A precondition checked inside the write transaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Expect {
     /// No precondition.
     Any,
@@ -94,6 +98,15 @@ pub enum Expect {
     Absent,
     /// The key must exist at exactly this revision (optimistic concurrency).
     Revision(u64),
+}
+
+/// Every unique index the services claim: the remote store's server accepts these names only
+/// (a [`UniqueKey`]'s index is a `&'static str`).
+pub const UNIQUE_INDEXES: [&str; 2] = ["code", "external_id"];
+
+/// The static name of the unique index `name`, if it is one of [`UNIQUE_INDEXES`].
+pub fn unique_index(name: &str) -> Option<&'static str> {
+    UNIQUE_INDEXES.iter().copied().find(|i| *i == name)
 }
 
 /// A value that at most one record of a table may hold under the named index (e.g. a customer's
