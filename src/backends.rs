@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use eventlog::{LogOptions, SharedLog};
+use ownership::{LeaseOptions, Ownership};
 use std::path::Path;
 use store::SharedStore;
 
@@ -26,6 +27,17 @@ impl Backends {
             .await
             .with_context(|| format!("connecting to the log at {log_url}"))?;
         Ok(Self { store, log })
+    }
+
+    /// How this process owns partitions: every one when it is alone on its log, through leases
+    /// in the store when the log is shared.
+    pub fn ownership(&self, lease: &LeaseOptions) -> Ownership {
+        let partitions = self.log.partition_count();
+        if self.log.shared() {
+            Ownership::Leases { store: self.store.clone(), partitions, options: lease.clone() }
+        } else {
+            Ownership::Exclusive { partitions }
+        }
     }
 
     /// The embedded pair of `drawdown serve`: `<data_dir>/store` and `<data_dir>/log`.

@@ -2,7 +2,7 @@
 //! (`ingest`, `rater`, `ledger-writer`, `api`), parsed and merged with the config file into what
 //! to run.
 
-use crate::config::{Config, FileConfig, RoleConfig, RoleOverrides};
+use crate::config::{Config, FileConfig, LeaseOverrides, RoleConfig, RoleOverrides, StoreConfig};
 use crate::Role;
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -21,12 +21,29 @@ pub enum Command {
     Serve(ServeArgs),
     /// Accept usage events into the log: serves only `POST /events` and the probes.
     Ingest(RoleArgs),
-    /// Rate the `usage.raw` partitions assigned to this member of group `raters`.
+    /// Rate the `usage.raw` partitions this process holds in group `raters`.
     Rater(RoleArgs),
-    /// Post the `ledger.input` partitions assigned to this member of group `writers`.
+    /// Post the `ledger.input` partitions this process holds in group `writers`.
     LedgerWriter(RoleArgs),
     /// Serve the whole API (including `POST /events`), reading what the writers posted.
     Api(RoleArgs),
+    /// Serve the embedded store of a data directory to the other roles (`--store
+    /// http://host:port`): a shared store without a ScyllaDB cluster. No authentication unless
+    /// `DRAWDOWN_STORE_TOKEN` is set (on both sides); keep it on a private network.
+    Store(StoreArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "DRAWDOWN_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the store (in `store/`) [default: ./data].
+    #[arg(long, env = "DRAWDOWN_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML file with `listen` and `data_dir`; flags and environment win.
+    #[arg(long, env = "DRAWDOWN_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -44,9 +61,31 @@ pub struct ServeArgs {
     /// stays in the data directory [default: embedded:<data_dir>/log].
     #[arg(long, value_name = "URL", env = "DRAWDOWN_LOG")]
     pub log: Option<String>,
-    /// TOML file with `listen`, `data_dir`, `partitions` and `log`; flags and environment win over it.
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// TOML file with `listen`, `data_dir`, `partitions`, `log`, `instance_id` and
+    /// `lease_timeout_ms`; flags and environment win over it.
     #[arg(long, env = "DRAWDOWN_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// How a process holds partitions of a shared log (Kafka) through leases in the store.
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// This replica's stable id: restarted with the same id, it takes its partitions back at
+    /// once [default: the host name].
+    #[arg(long, env = "DRAWDOWN_INSTANCE_ID")]
+    pub instance_id: Option<String>,
+    /// How long a partition lease lives without renewal before another process takes it over
+    /// [default: 10000].
+    #[arg(long, env = "DRAWDOWN_LEASE_TIMEOUT_MS")]
+    pub lease_timeout_ms: Option<u64>,
+}
+
+impl LeaseArgs {
+    fn overrides(self) -> LeaseOverrides {
+        LeaseOverrides { instance_id: self.instance_id, lease_timeout_ms: self.lease_timeout_ms }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -63,7 +102,10 @@ pub struct RoleArgs {
     /// Partitions per topic, used when the topics are created [default: 8].
     #[arg(long, env = "DRAWDOWN_PARTITIONS")]
     pub partitions: Option<u32>,
-    /// TOML file with `listen`, `log`, `store` and `partitions`; flags and environment win.
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    /// TOML file with `listen`, `log`, `store`, `partitions`, `instance_id` and
+    /// `lease_timeout_ms`; flags and environment win.
     #[arg(long, env = "DRAWDOWN_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -73,6 +115,7 @@ pub struct RoleArgs {
 pub enum Invocation {
     Serve(Config),
     Role(Role, RoleConfig),
+    Store(StoreConfig),
 }
 
 impl Cli {
@@ -82,9 +125,21 @@ impl Cli {
         let (role, args) = match self.command {
             Command::Serve(args) => {
                 let file = load(args.config.as_deref())?;
-                let config =
-                    Config::resolve(args.listen, args.data_dir, args.partitions, api_key, args.log, file)?;
+                let lease = args.lease.overrides();
+                let config = Config::resolve(
+                    args.listen,
+                    args.data_dir,
+                    args.partitions,
+                    api_key,
+                    args.log,
+                    lease,
+                    file,
+                )?;
                 return Ok(Invocation::Serve(config));
+            }
+            Command::Store(args) => {
+                let file = load(args.config.as_deref())?;
+                return Ok(Invocation::Store(StoreConfig::resolve(args.listen, args.data_dir, file)?));
             }
             Command::Ingest(args) => (Role::Ingest, args),
             Command::Rater(args) => (Role::Rater, args),
@@ -97,6 +152,7 @@ impl Cli {
             log: args.log,
             store: args.store,
             partitions: args.partitions,
+            lease: args.lease.overrides(),
         };
         Ok(Invocation::Role(role, RoleConfig::resolve(flags, api_key, file)?))
     }

@@ -4,9 +4,11 @@
 //! store are.
 
 use anyhow::Context;
+use ownership::LeaseOptions;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./data";
@@ -25,6 +27,8 @@ pub struct Config {
     /// The log, when not the embedded one in `data_dir` (`--log kafka://..`: every role in one
     /// process on Kafka, the store still embedded in `data_dir`).
     pub log: Option<String>,
+    /// How this process holds partitions of a shared log.
+    pub lease: LeaseOptions,
 }
 
 /// The effective configuration of a distributed role (`drawdown ingest|rater|ledger-writer|api`).
@@ -39,6 +43,29 @@ pub struct RoleConfig {
     pub api_key: Option<String>,
     /// Partitions of each topic, used when the log creates its topics.
     pub partitions: u32,
+    /// How this process holds partitions of a shared log (raters and writers).
+    pub lease: LeaseOptions,
+}
+
+/// The effective configuration of `drawdown store`.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub listen: SocketAddr,
+    /// Holds the store in `store/`.
+    pub data_dir: PathBuf,
+}
+
+impl StoreConfig {
+    pub fn resolve(
+        listen: Option<SocketAddr>,
+        data_dir: Option<PathBuf>,
+        file: FileConfig,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            listen: resolve_listen(listen.or(file.listen))?,
+            data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+        })
+    }
 }
 
 /// What flags and environment gave a role (clap merges the two), before the file and defaults.
@@ -48,6 +75,14 @@ pub struct RoleOverrides {
     pub log: Option<String>,
     pub store: Option<String>,
     pub partitions: Option<u32>,
+    pub lease: LeaseOverrides,
+}
+
+/// What flags and environment gave the lease options of `serve` or a role.
+#[derive(Clone, Debug, Default)]
+pub struct LeaseOverrides {
+    pub instance_id: Option<String>,
+    pub lease_timeout_ms: Option<u64>,
 }
 
 /// What a config file may set. `store` is read by the roles only, `data_dir` by `drawdown serve`
@@ -60,6 +95,8 @@ pub struct FileConfig {
     pub partitions: Option<u32>,
     pub log: Option<String>,
     pub store: Option<String>,
+    pub instance_id: Option<String>,
+    pub lease_timeout_ms: Option<u64>,
 }
 
 impl FileConfig {
@@ -77,9 +114,11 @@ impl Config {
         partitions: Option<u32>,
         api_key: Option<String>,
         log: Option<String>,
+        lease: LeaseOverrides,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
         Ok(Self {
+            lease: resolve_lease(lease, &file)?,
             log: non_blank(log.or(file.log)),
             listen: resolve_listen(listen.or(file.listen))?,
             data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -89,10 +128,23 @@ impl Config {
     }
 }
 
+impl Config {
+    /// The log: the configured one, or the embedded log in the data directory.
+    pub fn log_url(&self) -> String {
+        self.log.clone().unwrap_or_else(|| format!("embedded:{}", self.data_dir.join("log").display()))
+    }
+
+    /// The store: always the embedded store in the data directory.
+    pub fn store_url(&self) -> String {
+        format!("embedded:{}", self.data_dir.join("store").display())
+    }
+}
+
 impl RoleConfig {
     /// Merges flags/env over the file over the defaults; the log and the store have no default.
     pub fn resolve(flags: RoleOverrides, api_key: Option<String>, file: FileConfig) -> anyhow::Result<Self> {
         Ok(Self {
+            lease: resolve_lease(flags.lease, &file)?,
             listen: resolve_listen(flags.listen.or(file.listen))?,
             log: required(flags.log.or(file.log), "log", "--log", "DRAWDOWN_LOG")?,
             store: required(flags.store.or(file.store), "store", "--store", "DRAWDOWN_STORE")?,
@@ -115,6 +167,28 @@ fn resolve_partitions(partitions: Option<u32>) -> anyhow::Result<u32> {
     Ok(partitions)
 }
 
+/// The instance id defaults to the host name: each container or host a replica of its own,
+/// the same again after a restart on it.
+fn resolve_lease(flags: LeaseOverrides, file: &FileConfig) -> anyhow::Result<LeaseOptions> {
+    let instance = non_blank(flags.instance_id.or_else(|| file.instance_id.clone()))
+        .or_else(host_name)
+        .unwrap_or_else(|| "drawdown".to_string());
+    let timeout = match flags.lease_timeout_ms.or(file.lease_timeout_ms) {
+        Some(ms) => {
+            anyhow::ensure!((100..=600_000).contains(&ms), "lease_timeout_ms must be between 100 and 600000");
+            Duration::from_millis(ms)
+        }
+        None => LeaseOptions::DEFAULT_TIMEOUT,
+    };
+    Ok(LeaseOptions { instance: instance.trim().to_string(), timeout })
+}
+
+fn host_name() -> Option<String> {
+    let name =
+        std::fs::read_to_string("/proc/sys/kernel/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok());
+    non_blank(name).map(|n| n.trim().to_string())
+}
+
 fn non_blank(value: Option<String>) -> Option<String> {
     value.filter(|v| !v.trim().is_empty())
 }
@@ -134,15 +208,35 @@ mod tests {
     fn flags_override_the_file_which_overrides_defaults() {
         let file: FileConfig =
             toml::from_str("listen = \"0.0.0.0:9000\"\ndata_dir = \"/var/lib/drawdown\"").unwrap();
-        let c = Config::resolve(None, Some("/tmp/x".into()), None, None, None, file).unwrap();
+        let c =
+            Config::resolve(None, Some("/tmp/x".into()), None, None, None, LeaseOverrides::default(), file)
+                .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
-        let d = Config::resolve(None, None, None, Some(" ".into()), None, FileConfig::default()).unwrap();
+        let d = Config::resolve(
+            None,
+            None,
+            None,
+            Some(" ".into()),
+            None,
+            LeaseOverrides::default(),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(d.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(d.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(d.api_key, None);
         assert_eq!(d.partitions, DEFAULT_PARTITIONS);
-        assert!(Config::resolve(None, None, Some(0), None, None, FileConfig::default()).is_err());
+        assert!(Config::resolve(
+            None,
+            None,
+            Some(0),
+            None,
+            None,
+            LeaseOverrides::default(),
+            FileConfig::default()
+        )
+        .is_err());
     }
 
     #[test]
@@ -171,6 +265,21 @@ mod tests {
         };
         let err = RoleConfig::resolve(blank_store, None, FileConfig::default()).unwrap_err().to_string();
         assert!(err.contains("--store"), "{err}");
+    }
+
+    #[test]
+    fn the_lease_options_come_from_flags_over_the_file_and_default_to_the_host_name() {
+        let file: FileConfig = toml::from_str("instance_id = \"rater-0\"\nlease_timeout_ms = 3000").unwrap();
+        let lease = resolve_lease(LeaseOverrides::default(), &file).unwrap();
+        assert_eq!((lease.instance.as_str(), lease.timeout), ("rater-0", Duration::from_secs(3)));
+        let flags = LeaseOverrides { instance_id: Some("rater-1".into()), lease_timeout_ms: Some(500) };
+        let lease = resolve_lease(flags, &file).unwrap();
+        assert_eq!((lease.instance.as_str(), lease.timeout), ("rater-1", Duration::from_millis(500)));
+        let lease = resolve_lease(LeaseOverrides::default(), &FileConfig::default()).unwrap();
+        assert_eq!(lease.timeout, LeaseOptions::DEFAULT_TIMEOUT);
+        assert_eq!(Some(lease.instance), host_name().or(Some("drawdown".into())));
+        let zero = LeaseOverrides { lease_timeout_ms: Some(0), ..LeaseOverrides::default() };
+        assert!(resolve_lease(zero, &FileConfig::default()).is_err());
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //!
 //! Distributed mode runs the same pieces as separate roles over shared backends (Kafka, ScyllaDB):
 //! - `ingest`: `POST /events` only, appending to `usage.raw`;
-//! - `rater`: the `usage.raw` partitions assigned to it in group `raters`;
-//! - `ledger-writer`: the `ledger.input` partitions assigned to it in group `writers`;
+//! - `rater`: the `usage.raw` partitions it holds in group `raters`;
+//! - `ledger-writer`: the `ledger.input` partitions it holds in group `writers`;
 //! - `api`: the whole API; its adjustments and charges wait for the writers of other processes
 //!   through the store ([`Posted::follow_store`]).
 //!
@@ -19,15 +19,17 @@
 //! - [`backends`]: opening the store and the log from their URLs.
 //! - [`pipeline`]: raters and writers supervised per assigned partition.
 //! - [`readiness`]: what `/readyz` checks.
+//! - [`store_server`]: `drawdown store`, the embedded store served to other processes.
 
 pub mod backends;
 pub mod cli;
 pub mod config;
 pub mod pipeline;
 pub mod readiness;
+pub mod store_server;
 
 pub use backends::Backends;
-pub use config::{Config, RoleConfig};
+pub use config::{Config, RoleConfig, StoreConfig};
 
 use anyhow::Context;
 use eventlog::Topic;
@@ -81,19 +83,15 @@ impl Server {
     /// `drawdown serve`: opens the data directory, provisions the API key, binds the listener
     /// and starts the raters and writers of every partition.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let backends = match &config.log {
-            None => Backends::embedded(&config.data_dir, config.partitions).await?,
-            Some(log) => {
-                let store = format!("embedded:{}", config.data_dir.join("store").display());
-                Backends::connect(log, &store, config.partitions).await?
-            }
-        };
+        let backends = Backends::connect(&config.log_url(), &config.store_url(), config.partitions).await?;
         let generated_api_key = provision_key(&backends, config.api_key.as_deref()).await?;
         let posted = Posted::new(backends.log.partition_count());
         let state = app_state(&backends, posted.clone()).await?;
         let listener = bind(config.listen).await?;
-        let raters = pipeline::raters(&backends, RaterOptions::default());
-        let writers = pipeline::writers(&backends, posted, WriterOptions::default());
+        let ownership = backends.ownership(&config.lease);
+        tracing::info!(ownership = %ownership.describe(), "partitions");
+        let raters = pipeline::raters(&backends, &ownership, RaterOptions::default());
+        let writers = pipeline::writers(&backends, &ownership, posted, WriterOptions::default());
         let groups = vec![raters.status(), writers.status()];
         let readiness = dependencies(&backends, &Topic::ALL, groups).readiness();
         let app = api::routes::router_with(state, readiness);
@@ -103,14 +101,27 @@ impl Server {
     /// One role over `backends`, listening on `config.listen`.
     pub async fn bind_role(role: Role, backends: Backends, config: &RoleConfig) -> anyhow::Result<Self> {
         let listener = bind(config.listen).await?;
+        let ownership = backends.ownership(&config.lease);
         let parts = match role {
             Role::Ingest => ingest_role(&backends, config).await?,
             Role::Api => api_role(&backends, config).await?,
-            Role::Rater => rater_role(&backends),
-            Role::LedgerWriter => writer_role(&backends),
+            Role::Rater => rater_role(&backends, &ownership),
+            Role::LedgerWriter => writer_role(&backends, &ownership),
         };
+        if matches!(role, Role::Rater | Role::LedgerWriter) {
+            tracing::info!(role = role.name(), ownership = %ownership.describe(), "partitions");
+        }
         let RoleParts { app, stage, generated_api_key } = parts;
         Ok(Self { listener, app, stages: stage.into_iter().collect(), generated_api_key })
+    }
+
+    /// `drawdown store`: the embedded store in `<data_dir>/store`, served over HTTP.
+    pub async fn bind_store(config: &StoreConfig) -> anyhow::Result<Self> {
+        let url = format!("embedded:{}", config.data_dir.join("store").display());
+        let store = store::connect(&url).await.with_context(|| format!("opening the store at {url}"))?;
+        let listener = bind(config.listen).await?;
+        let app = store_server::router(store);
+        Ok(Self { listener, app, stages: Vec::new(), generated_api_key: None })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -159,18 +170,18 @@ async fn api_role(backends: &Backends, config: &RoleConfig) -> anyhow::Result<Ro
     Ok(RoleParts { app: api::routes::router_with(state, readiness), stage: None, generated_api_key })
 }
 
-/// The raters of the assigned partitions, and the probes.
-fn rater_role(backends: &Backends) -> RoleParts {
-    let raters = pipeline::raters(backends, RaterOptions::default());
+/// The raters of the partitions this process owns, and the probes.
+fn rater_role(backends: &Backends, ownership: &ownership::Ownership) -> RoleParts {
+    let raters = pipeline::raters(backends, ownership, RaterOptions::default());
     let readiness = dependencies(backends, &Topic::ALL, vec![raters.status()]).readiness();
     RoleParts { app: api::routes::probe_router(readiness), stage: Some(raters), generated_api_key: None }
 }
 
-/// The ledger writers of the assigned partitions, and the probes. Nobody in this process waits
-/// on what they post: the api role reads it from the store.
-fn writer_role(backends: &Backends) -> RoleParts {
+/// The ledger writers of the partitions this process owns, and the probes. Nobody in this
+/// process waits on what they post: the api role reads it from the store.
+fn writer_role(backends: &Backends, ownership: &ownership::Ownership) -> RoleParts {
     let posted = Posted::new(backends.log.partition_count());
-    let writers = pipeline::writers(backends, posted, WriterOptions::default());
+    let writers = pipeline::writers(backends, ownership, posted, WriterOptions::default());
     let readiness = dependencies(backends, &[Topic::LedgerInput], vec![writers.status()]).readiness();
     RoleParts { app: api::routes::probe_router(readiness), stage: Some(writers), generated_api_key: None }
 }

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use drawdown::cli::{Cli, Invocation};
-use drawdown::{Backends, Config, Role, RoleConfig, Server};
+use drawdown::{Backends, Config, Role, RoleConfig, Server, StoreConfig};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -20,14 +20,25 @@ fn main() -> anyhow::Result<()> {
     match invocation {
         Invocation::Serve(config) => runtime.block_on(serve(config)),
         Invocation::Role(role, config) => runtime.block_on(run_role(role, config)),
+        Invocation::Store(config) => runtime.block_on(serve_store(config)),
     }
+}
+
+async fn serve_store(config: StoreConfig) -> anyhow::Result<()> {
+    let server = Server::bind_store(&config).await?;
+    let addr = server.local_addr()?;
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "drawdown store serving (roles connect with --store http://{addr})");
+    server.run(drawdown::shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let server = Server::bind(&config).await?;
     announce_key(&server);
     let addr = server.local_addr()?;
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), "drawdown serving (embedded mode)");
+    let (log, store) = (config.log_url(), config.store_url());
+    tracing::info!(%addr, %log, %store, "drawdown serving (every role in one process)");
     server.run(drawdown::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

@@ -1,15 +1,16 @@
-//! The pipeline's partition tasks as this process runs them: a stage joins a consumer group on
-//! its topic and supervises one task per partition the group assigns it
-//! ([`eventlog::membership::supervise`]). Raters join `raters` on `usage.raw`; ledger writers
-//! join `writers` on `ledger.input`. On the embedded log a process owns every partition.
+//! The pipeline's partition tasks as this process runs them: a stage joins its group and
+//! supervises one task per partition it owns ([`ownership::supervise`]). Raters join `raters`
+//! (partitions of `usage.raw`); ledger writers join `writers` (partitions of `ledger.input`). On
+//! the embedded log a process owns every partition; on a shared log, the partitions it holds
+//! leases on ([`ownership::lease`]).
 
 use crate::readiness::GroupStatus;
 use crate::Backends;
-use eventlog::membership::{supervise, Membership, SuperviseOptions};
-use eventlog::{PartitionId, SharedLog, Topic};
+use eventlog::{PartitionId, Topic};
 use ingest::backlog::Downstream;
 use ledger_writer::writer::WriterOptions;
 use ledger_writer::Posted;
+use ownership::{supervise, Membership, Ownership, SuperviseOptions};
 use rater::worker::RaterOptions;
 use std::fmt;
 use std::future::Future;
@@ -18,9 +19,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The consumer group of the raters.
+/// The group of the raters.
 pub const RATERS: &str = "raters";
-/// The consumer group of the ledger writers.
+/// The group of the ledger writers.
 pub const WRITERS: &str = "writers";
 
 /// The pause before joining again after a failed join or a lost membership; it doubles up to
@@ -60,8 +61,8 @@ pub fn downstream() -> Vec<Downstream> {
     ]
 }
 
-/// Raters for the partitions of `usage.raw` this process is assigned.
-pub fn raters(backends: &Backends, options: RaterOptions) -> Stage {
+/// Raters for the partitions of `usage.raw` this process owns.
+pub fn raters(backends: &Backends, ownership: &Ownership, options: RaterOptions) -> Stage {
     let Backends { store, log } = backends.clone();
     let rate = {
         let log = log.clone();
@@ -69,12 +70,12 @@ pub fn raters(backends: &Backends, options: RaterOptions) -> Stage {
             rater::worker::run_partition(store.clone(), log.clone(), partition, options.clone(), stop)
         }
     };
-    spawn(log, RATERS, Topic::UsageRaw, SuperviseOptions::named("rater"), rate)
+    spawn(ownership.clone(), RATERS, SuperviseOptions::named("rater"), rate)
 }
 
-/// Ledger writers for the partitions of `ledger.input` this process is assigned; each publishes
-/// what it posted into `posted`.
-pub fn writers(backends: &Backends, posted: Posted, options: WriterOptions) -> Stage {
+/// Ledger writers for the partitions of `ledger.input` this process owns; each publishes what it
+/// posted into `posted`.
+pub fn writers(backends: &Backends, ownership: &Ownership, posted: Posted, options: WriterOptions) -> Stage {
     let Backends { store, log } = backends.clone();
     let write = {
         let log = log.clone();
@@ -89,17 +90,11 @@ pub fn writers(backends: &Backends, posted: Posted, options: WriterOptions) -> S
             )
         }
     };
-    spawn(log, WRITERS, Topic::LedgerInput, SuperviseOptions::named("ledger writer"), write)
+    spawn(ownership.clone(), WRITERS, SuperviseOptions::named("ledger writer"), write)
 }
 
-/// Starts a stage: join `group` on `topic`, supervise, join again if the membership ends.
-fn spawn<F, Fut, E>(
-    log: SharedLog,
-    group: &'static str,
-    topic: Topic,
-    options: SuperviseOptions,
-    start: F,
-) -> Stage
+/// Starts a stage: join `group`, supervise, join again if the membership ends.
+fn spawn<F, Fut, E>(ownership: Ownership, group: &'static str, options: SuperviseOptions, start: F) -> Stage
 where
     F: Fn(PartitionId, watch::Receiver<bool>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<(), E>> + Send + 'static,
@@ -108,14 +103,13 @@ where
     let (stop, stopped) = watch::channel(false);
     let status = GroupStatus::new(group);
     let name = options.name;
-    let task = tokio::spawn(run(log, topic, status.clone(), stopped, options, Arc::new(start)));
+    let task = tokio::spawn(run(ownership, status.clone(), stopped, options, Arc::new(start)));
     Stage { name, stop, task, status }
 }
 
 /// The stage loop: a membership at a time, until `stop`.
 async fn run<F, Fut, E>(
-    log: SharedLog,
-    topic: Topic,
+    ownership: Ownership,
     status: GroupStatus,
     mut stop: watch::Receiver<bool>,
     options: SuperviseOptions,
@@ -128,8 +122,8 @@ async fn run<F, Fut, E>(
     let group = status.group();
     let mut backoff = FIRST_REJOIN_BACKOFF;
     loop {
-        let Some(membership) = join(&log, group, topic, &mut stop).await else { return };
-        tracing::info!(group, %topic, owned = ?membership.owned(), "joined the consumer group");
+        let Some(membership) = join(&ownership, group, &mut stop).await else { return };
+        tracing::info!(group, owned = ?membership.owned(), "joined the group");
         status.set_joined(true);
         let joined = std::time::Instant::now();
         let start = Arc::clone(&start);
@@ -137,7 +131,7 @@ async fn run<F, Fut, E>(
         status.set_joined(false);
         let Err(ended) = supervised else { return };
         backoff = rejoin_backoff(backoff, joined.elapsed());
-        tracing::warn!(group, %topic, error = %ended, retry_in = ?backoff, "joining the group again");
+        tracing::warn!(group, error = %ended, retry_in = ?backoff, "joining the group again");
         if !pause(backoff, &mut stop).await {
             return;
         }
@@ -156,11 +150,10 @@ fn rejoin_backoff(backoff: Duration, lasted: Duration) -> Duration {
     }
 }
 
-/// Joins `group` on `topic`, retrying with a backoff; `None` once `stop` is set.
+/// Joins `group`, retrying with a backoff; `None` once `stop` is set.
 async fn join(
-    log: &SharedLog,
+    ownership: &Ownership,
     group: &'static str,
-    topic: Topic,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<Membership> {
     let mut backoff = FIRST_REJOIN_BACKOFF;
@@ -169,13 +162,13 @@ async fn join(
             return None;
         }
         let joined = tokio::select! {
-            joined = log.join(group, topic) => joined,
+            joined = ownership.join(group) => joined,
             _ = stop.wait_for(|s| *s) => return None,
         };
         match joined {
             Ok(membership) => return Some(membership),
             Err(error) => {
-                tracing::warn!(group, %topic, %error, retry_in = ?backoff, "cannot join the consumer group");
+                tracing::warn!(group, %error, retry_in = ?backoff, "cannot join the group");
                 if !pause(backoff, stop).await {
                     return None;
                 }

@@ -1,5 +1,5 @@
 //! `GET /readyz` of each role: ready when the store answers a point read, the log answers
-//! `end_offset` on every topic the role uses, and every consumer group the role runs in has
+//! `end_offset` on every topic the role uses, and every group (raters, writers) the role runs in has
 //! been joined.
 
 use eventlog::{SharedLog, Topic};
@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use store::SharedStore;
 
-/// Whether this process is a member of a consumer group now (set while it supervises the
+/// Whether this process is a member of its group (raters, writers) now (set while it supervises the
 /// group's partitions).
 #[derive(Clone, Debug)]
 pub struct GroupStatus {
@@ -40,7 +40,7 @@ pub struct Dependencies {
     pub log: SharedLog,
     /// The topics the role reads or appends to.
     pub topics: Vec<Topic>,
-    /// The consumer groups the role must be a member of.
+    /// The groups the role must be a member of.
     pub groups: Vec<GroupStatus>,
 }
 
@@ -56,7 +56,7 @@ impl Dependencies {
         }
         for status in &self.groups {
             if !status.is_joined() {
-                problems.push(format!("consumer group `{}`: not joined yet", status.group));
+                problems.push(format!("group `{}`: not joined yet", status.group));
             }
         }
         problems
@@ -84,10 +84,7 @@ mod tests {
         let raters = GroupStatus::new("raters");
         let dependencies =
             Dependencies { store, log, topics: Topic::ALL.to_vec(), groups: vec![raters.clone()] };
-        assert_eq!(
-            dependencies.problems().await,
-            vec!["consumer group `raters`: not joined yet".to_string()]
-        );
+        assert_eq!(dependencies.problems().await, vec!["group `raters`: not joined yet".to_string()]);
         raters.set_joined(true);
         assert!(dependencies.problems().await.is_empty());
         assert!(dependencies.readiness().problems().await.is_empty());

@@ -1,10 +1,12 @@
 //! The pipeline on Kafka (a real tansu broker started by the test, `eventlog::testing`), with the
 //! roles as separate Kafka clients: every role connects its own producer and consumers, and the
-//! raters and writers are separate members of their consumer groups. No ScyllaDB server can run
-//! here, so the roles share one embedded store inside this test process.
+//! raters and writers are separate members of their groups, each with its own instance id. No
+//! ScyllaDB server can run here, so the roles share one embedded store inside this test process
+//! (and their partition leases with it).
 //!
-//! - A writer killed mid-stream: its partitions move to the other writer, and every accepted
-//!   event is posted exactly once.
+//! - A writer killed mid-stream (its runtime dropped: its leases are not released): its leases
+//!   expire, its partitions move to the other writer, and every accepted event is posted
+//!   exactly once.
 //! - A zombie writer (one that still runs after another took its partition) posts nothing.
 //! - The broker stopped while events flow: ingest answers 503, never 204, for what it could not
 //!   make durable, and recovers by itself once the broker is back.
@@ -28,8 +30,10 @@ use tokio::runtime::Runtime;
 use tokio::sync::watch;
 
 const PARTITIONS: u32 = 4;
-/// Short sessions and produce timeouts, so a dead member or broker shows within seconds.
-const URL_OPTIONS: &str = "&session_timeout_ms=6000&produce_timeout_ms=3000";
+/// Short produce timeouts, so a dead broker shows within seconds.
+const URL_OPTIONS: &str = "&produce_timeout_ms=3000";
+/// Short leases, so a dead member's partitions move within seconds.
+const LEASE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -58,6 +62,7 @@ impl Node {
             store: "embedded:shared".into(),
             api_key: Some(KEY.to_string()),
             partitions: PARTITIONS,
+            lease: ownership::LeaseOptions { instance: unique("node-"), timeout: LEASE_TIMEOUT },
         };
         let server = runtime.block_on(Server::bind_role(role, backends, &config)).expect("bind the role");
         let base = format!("http://{}", server.local_addr().expect("addr"));
@@ -302,9 +307,9 @@ fn a_zombie_writer_on_kafka_is_fenced_and_posts_nothing() {
 #[test]
 fn ingest_answers_503_while_the_broker_is_stopped_and_recovers_by_itself() {
     let broker = Broker::start();
-    // Sessions outlive the outage, so the test is about appends and reads, not about the group
-    // losing its members (which the killed-writer test covers).
-    let url = format!("{}&session_timeout_ms=45000&produce_timeout_ms=3000", broker.url(&unique("outage-")));
+    // The leases live in the store, which the outage does not touch: the test is about appends
+    // and reads.
+    let url = format!("{}{URL_OPTIONS}", broker.url(&unique("outage-")));
     let dir = tempfile::tempdir().expect("temp dir");
     let store = embedded_store(&dir);
     let api = Node::start(Role::Api, &store, &url);

@@ -43,6 +43,10 @@ impl Cluster {
             store: "embedded:shared".into(),
             api_key: Some(KEY.to_string()),
             partitions: PARTITIONS,
+            lease: ownership::LeaseOptions {
+                instance: "roles".into(),
+                timeout: ownership::LeaseOptions::DEFAULT_TIMEOUT,
+            },
         };
         let mut cluster = Self {
             runtime,

@@ -443,8 +443,8 @@ impl Log for EmbeddedLog {
     }
 
     /// One process owns the whole embedded log.
-    async fn join(&self, _group: &str, _topic: Topic) -> Result<crate::Membership, LogError> {
-        Ok(crate::Membership::all(self.partition_count))
+    fn shared(&self) -> bool {
+        false
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Kafka backend: the [`Log`] contract on a Kafka cluster (or any broker speaking its
 //! protocol, such as tansu), through librdkafka (`rdkafka`).
 //!
-//! URL: `kafka://host:port[,host:port...][?prefix=P&replication=N&session_timeout_ms=N&produce_timeout_ms=N]`.
+//! URL: `kafka://host:port[,host:port...][?prefix=P&replication=N&produce_timeout_ms=N]`.
 //! The topics are `{P}usage.raw` and `{P}ledger.input`; opening creates them with
 //! [`LogOptions::partitions`] partitions and replication `N` (default 1) when absent, and refuses
 //! topics that exist with another partition count ([`LogError::PartitionCountMismatch`]).
@@ -15,8 +15,8 @@
 //!   one partition at an explicit offset, created on first use and kept with its position and a
 //!   small buffer, so sequential reads never re-position it; a read elsewhere re-assigns it.
 //! - Retention: [`Log::retain_from`] does not delete; see its implementation's docs.
-//! - Ownership: [`Log::join`] runs a group consumer that never consumes (its partitions are
-//!   paused as soon as they are assigned); its rebalance callback publishes the assignment.
+//! - Ownership: not the log's business. Consumer groups are not used; processes that share
+//!   this log hold its partitions through leases in the store (the `ownership` crate).
 //!
 //! The tests run against tansu 0.6, which departs from Kafka in three ways this backend absorbs
 //! without changing its behaviour on Kafka: a fetch from the middle of a record batch skips that
@@ -26,24 +26,22 @@
 //! producer bumps on its own after a lost delivery (a producer whose delivery failed is
 //! replaced by a new one).
 
-use crate::membership::Membership;
 use crate::{Log, LogError, LogOptions, PartitionId, Record, Topic};
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::{BTreeSet, VecDeque};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
-use tokio::sync::{watch, Mutex, OnceCell};
+use tokio::sync::{Mutex, OnceCell};
 use tokio::time::Instant;
 
 /// The largest record batch a producer sends and a topic accepts (topic `max.message.bytes`):
@@ -58,8 +56,6 @@ const READER_QUEUE_KBYTES: &str = "16384";
 const WAIT_SLICE: Duration = Duration::from_millis(100);
 /// A reader buffers at most this many records ahead of its callers.
 const BUFFER_RECORDS: usize = 4096;
-/// How often a group member's thread polls (serving rebalances, noticing it should stop).
-const MEMBER_POLL: Duration = Duration::from_millis(100);
 /// How far before the offset asked for a reader starts fetching (see [`Reader`]).
 const FIRST_RETREAT: u64 = 16;
 /// How long a reader that is not known to be positioned waits before starting further back.
@@ -74,14 +70,12 @@ pub struct KafkaSettings {
     pub prefix: String,
     /// Replication factor of the topics this backend creates.
     pub replication: i32,
-    /// Group members that stop heartbeating for this long lose their partitions.
-    pub session_timeout: Duration,
     /// Bounds an append's delivery and every other request to the brokers.
     pub produce_timeout: Duration,
 }
 
 impl KafkaSettings {
-    /// Parses `kafka://host:port[,host:port...][?prefix=P&replication=N&session_timeout_ms=N&produce_timeout_ms=N]`.
+    /// Parses `kafka://host:port[,host:port...][?prefix=P&replication=N&produce_timeout_ms=N]`.
     pub fn parse(url: &str) -> Result<Self, LogError> {
         let rest = url
             .strip_prefix("kafka://")
@@ -98,7 +92,6 @@ impl KafkaSettings {
             brokers: brokers.to_string(),
             prefix: String::new(),
             replication: 1,
-            session_timeout: Duration::from_secs(10),
             produce_timeout: Duration::from_secs(10),
         };
         for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -109,16 +102,20 @@ impl KafkaSettings {
                     settings.replication = parse_number(value, "replication must be a number from 1")?
                 }
                 "session_timeout_ms" => {
-                    settings.session_timeout =
-                        parse_millis(value, "session_timeout_ms must be a positive number of milliseconds")?
+                    return Err(LogError::InvalidOptions(
+                        "session_timeout_ms is no longer a Kafka URL parameter: partitions are owned \
+                         through leases in the store (--lease-timeout-ms)",
+                    ))
                 }
                 "produce_timeout_ms" => {
                     settings.produce_timeout =
                         parse_millis(value, "produce_timeout_ms must be a positive number of milliseconds")?
                 }
-                _ => return Err(LogError::InvalidOptions(
-                    "a Kafka URL takes only prefix, replication, session_timeout_ms and produce_timeout_ms",
-                )),
+                _ => {
+                    return Err(LogError::InvalidOptions(
+                        "a Kafka URL takes only prefix, replication and produce_timeout_ms",
+                    ))
+                }
             }
         }
         Ok(settings)
@@ -161,20 +158,6 @@ impl KafkaSettings {
             .set("auto.offset.reset", "earliest")
             .set("fetch.wait.max.ms", FETCH_WAIT_MS)
             .set("queued.max.messages.kbytes", READER_QUEUE_KBYTES);
-        config
-    }
-
-    fn member_config(&self, group: &str) -> ClientConfig {
-        let session = self.session_timeout.as_millis().max(1);
-        let mut config = self.client_config();
-        config
-            .set("group.id", format!("{}{group}", self.prefix))
-            .set("session.timeout.ms", session.to_string())
-            .set("heartbeat.interval.ms", (session / 3).max(1).to_string())
-            .set("max.poll.interval.ms", session.max(300_000).to_string())
-            .set("partition.assignment.strategy", "roundrobin")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false");
         config
     }
 }
@@ -825,113 +808,8 @@ impl Log for KafkaLog {
         Ok(low)
     }
 
-    /// A group consumer on `topic`, polled by its own thread, whose rebalance callback
-    /// publishes the assignment (empty when revoked). Dropping the membership stops the thread,
-    /// which closes the consumer: it leaves the group and its partitions move at once.
-    async fn join(&self, group: &str, topic: Topic) -> Result<Membership, LogError> {
-        let name = self.settings.topic_name(topic);
-        let (owned, watch) = watch::channel(BTreeSet::new());
-        let context = MemberContext { topic: name.clone(), owned };
-        let consumer: BaseConsumer<MemberContext> = self
-            .settings
-            .member_config(group)
-            .create_with_context(context)
-            .map_err(unavailable(format!("create a member of group {}{group}", self.settings.prefix)))?;
-        consumer.subscribe(&[&name]).map_err(unavailable(format!("subscribe to {name}")))?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread_stop = Arc::clone(&stop);
-        std::thread::Builder::new()
-            .name(format!("kafka-member-{group}"))
-            .spawn(move || serve_member(&consumer, &thread_stop))
-            .map_err(|e| LogError::io("start a Kafka group member thread", e))?;
-        Ok(Membership::new(watch, StopOnDrop(stop)))
-    }
-}
-
-/// Sets its flag when dropped: the member thread then closes its consumer and exits.
-struct StopOnDrop(Arc<AtomicBool>);
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
-    }
-}
-
-/// Polls a group member until told to stop, so heartbeats and rebalances are served. The
-/// consumer is closed (leaving the group) when the caller drops it after this returns.
-fn serve_member(consumer: &BaseConsumer<MemberContext>, stop: &AtomicBool) {
-    while !stop.load(Ordering::Acquire) {
-        match consumer.poll(MEMBER_POLL) {
-            Some(Ok(message)) => {
-                tracing::debug!(
-                    topic = message.topic(),
-                    offset = message.offset(),
-                    "a paused member got a record"
-                );
-            }
-            Some(Err(error)) => tracing::warn!(%error, "Kafka group member"),
-            None => {}
-        }
-    }
-}
-
-/// Publishes a group member's assignment of one topic into its membership's channel.
-struct MemberContext {
-    topic: String,
-    owned: watch::Sender<BTreeSet<PartitionId>>,
-}
-
-impl MemberContext {
-    fn publish(&self, partitions: BTreeSet<PartitionId>) {
-        tracing::info!(topic = %self.topic, ?partitions, "Kafka group assignment");
-        self.owned.send_if_modified(|owned| {
-            let changed = *owned != partitions;
-            *owned = partitions;
-            changed
-        });
-    }
-
-    fn partitions_of(&self, list: &TopicPartitionList) -> BTreeSet<PartitionId> {
-        list.elements_for_topic(&self.topic)
-            .iter()
-            .filter_map(|e| u32::try_from(e.partition()).ok())
-            .collect()
-    }
-}
-
-impl ClientContext for MemberContext {}
-
-impl ConsumerContext for MemberContext {
-    /// Assigns and immediately pauses what the group gives (the member never reads records),
-    /// or gives everything up; and says so in the membership. Revocation is published before
-    /// the partitions are released.
-    fn rebalance(
-        &self,
-        consumer: &BaseConsumer<Self>,
-        err: RDKafkaRespErr,
-        partitions: &mut TopicPartitionList,
-    ) {
-        match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                if let Err(error) = consumer.assign(partitions) {
-                    tracing::error!(%error, topic = %self.topic, "cannot take the assigned partitions");
-                    return;
-                }
-                if let Err(error) = consumer.pause(partitions) {
-                    tracing::warn!(%error, topic = %self.topic, "cannot pause the assigned partitions");
-                }
-                self.publish(self.partitions_of(partitions));
-            }
-            other => {
-                if other != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
-                    tracing::error!(error = ?other, topic = %self.topic, "Kafka rebalance failed");
-                }
-                self.publish(BTreeSet::new());
-                if let Err(error) = consumer.unassign() {
-                    tracing::warn!(%error, topic = %self.topic, "cannot release the revoked partitions");
-                }
-            }
-        }
+    fn shared(&self) -> bool {
+        true
     }
 }
 
@@ -944,20 +822,14 @@ mod tests {
         let s = KafkaSettings::parse("kafka://localhost:9092").unwrap();
         assert_eq!(s.brokers, "localhost:9092");
         assert_eq!((s.prefix.as_str(), s.replication), ("", 1));
-        assert_eq!(
-            (s.session_timeout, s.produce_timeout),
-            (Duration::from_secs(10), Duration::from_secs(10))
-        );
+        assert_eq!(s.produce_timeout, Duration::from_secs(10));
         assert_eq!(s.topic_name(Topic::UsageRaw), "usage.raw");
 
-        let s = KafkaSettings::parse(
-            "kafka://a:1,b:2?prefix=prod.&replication=3&session_timeout_ms=6000&produce_timeout_ms=2500",
-        )
-        .unwrap();
+        let s = KafkaSettings::parse("kafka://a:1,b:2?prefix=prod.&replication=3&produce_timeout_ms=2500")
+            .unwrap();
         assert_eq!(s.brokers, "a:1,b:2");
         assert_eq!(s.topic_name(Topic::LedgerInput), "prod.ledger.input");
         assert_eq!(s.replication, 3);
-        assert_eq!(s.session_timeout, Duration::from_millis(6000));
         assert_eq!(s.produce_timeout, Duration::from_millis(2500));
     }
 
@@ -971,7 +843,7 @@ mod tests {
             "http://localhost:9092",
             "kafka://a:1?prefix=no/slash",
             "kafka://a:1?replication=0",
-            "kafka://a:1?session_timeout_ms=soon",
+            "kafka://a:1?session_timeout_ms=6000",
             "kafka://a:1?produce_timeout_ms=0",
             "kafka://a:1?partitions=4",
         ] {

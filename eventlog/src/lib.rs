@@ -12,8 +12,8 @@
 //!   disk (`<dir>/<topic>/<partition>/<20-digit base offset>.log`) and the recovery that runs on
 //!   open. One process owns every partition.
 //! - [`kafka`] (`kafka://host:port[,...][?prefix=...]`): topics `{prefix}usage.raw` and
-//!   `{prefix}ledger.input` on a Kafka cluster, through librdkafka; partitions are owned through
-//!   Kafka consumer groups, so the roles scale out over processes.
+//!   `{prefix}ledger.input` on a Kafka cluster, through librdkafka; several processes share it,
+//!   owning its partitions through leases in the store (the `ownership` crate).
 //!
 //! Modules:
 //!
@@ -27,21 +27,19 @@
 //!   that inspect segment bytes.
 //! - [`conformance`]: the contract as a test suite, generic over the backend; every backend runs
 //!   it (`log_conformance_tests!`).
-//! - [`kafka`]: the Kafka backend; [`membership`]: which partitions a process owns.
+//! - [`kafka`]: the Kafka backend.
 //! - [`testing`]: a real tansu broker (Kafka protocol) for tests.
 
 pub mod conformance;
 pub mod embedded;
 mod group_commit;
 pub mod kafka;
-pub mod membership;
 mod partitioner;
 mod segment;
 pub mod testing;
 
 pub use embedded::{EmbeddedLog, LogStats};
 pub use kafka::KafkaLog;
-pub use membership::Membership;
 pub use partitioner::{murmur2, partition_for};
 
 /// The record frame of a segment file (`len | crc | offset | key_len | key | value`, see the
@@ -193,10 +191,11 @@ pub trait Log: Send + Sync + 'static {
     /// moves back). Kafka may drop exactly up to `offset`; callers must not rely on either.
     async fn retain_from(&self, topic: Topic, partition: PartitionId, offset: u64) -> Result<u64, LogError>;
 
-    /// Joins the consumer group `group` on `topic`: the returned [`Membership`] reports which
-    /// partitions this member owns, now and after every rebalance. Partition tasks run only for
-    /// owned partitions. The embedded log owns every partition, forever.
-    async fn join(&self, group: &str, topic: Topic) -> Result<Membership, LogError>;
+    /// Whether several processes may use this log at once (Kafka), so that they must agree on
+    /// who owns each partition (the `ownership` crate: leases in the store). A log that is not
+    /// shared (the embedded one, in one process's data directory) makes its process the owner
+    /// of every partition.
+    fn shared(&self) -> bool;
 }
 
 /// The log as the services hold it.

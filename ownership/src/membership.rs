@@ -1,15 +1,15 @@
 //! Which partitions of a topic this process owns. Partition tasks (raters, ledger writers) run
 //! only for owned partitions, so each partition has one rater and one writer at a time.
 //!
-//! The embedded log owns every partition, forever ([`Membership::all`]). Kafka assigns them
-//! through its consumer-group protocol and moves them when members join, leave or die; its
-//! backend publishes each new assignment into the [`Membership`]'s watch channel.
+//! A process that is alone on its log owns every partition, forever ([`Membership::all`]).
+//! Processes that share a log hold partitions through leases in the store ([`crate::lease`]),
+//! whose task publishes each change into the [`Membership`]'s watch channel.
 //!
 //! [`supervise`] turns a membership into running partition tasks: one per owned partition,
 //! started on assignment, stopped and awaited on revocation, restarted after a backoff when it
 //! fails.
 
-use crate::PartitionId;
+use eventlog::PartitionId;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
@@ -18,24 +18,32 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// The partitions this member owns now, and every later change. Dropping it leaves the group.
+/// The partitions this member owns now, and every later change.
 pub struct Membership {
-    owned: watch::Receiver<BTreeSet<PartitionId>>,
-    /// Whatever keeps the membership alive (Kafka: the group consumer and its poll thread).
-    _member: Box<dyn Send + Sync>,
+    pub(crate) owned: watch::Receiver<BTreeSet<PartitionId>>,
+    /// The sender of a fixed assignment ([`Membership::all`]), kept so it never "closes".
+    fixed: Option<watch::Sender<BTreeSet<PartitionId>>>,
+    /// The task that keeps the assignment (leases); it ends, releasing what it holds, once
+    /// every receiver of `owned` is gone.
+    pub(crate) task: Option<JoinHandle<()>>,
 }
 
 impl Membership {
-    /// A membership whose assignment `owned` reports; `member` is dropped with it.
-    pub fn new(owned: watch::Receiver<BTreeSet<PartitionId>>, member: impl Send + Sync + 'static) -> Self {
-        Self { owned, _member: Box::new(member) }
+    /// A membership whose assignment `owned` reports; it ends when the sender is dropped.
+    pub fn new(owned: watch::Receiver<BTreeSet<PartitionId>>) -> Self {
+        Self { owned, fixed: None, task: None }
     }
 
-    /// Every partition of a `count`-partition topic, forever (the embedded log: one process).
+    /// A membership kept by `task`, which publishes into `owned`'s sender and ends once every
+    /// receiver is dropped.
+    pub fn kept_by(owned: watch::Receiver<BTreeSet<PartitionId>>, task: JoinHandle<()>) -> Self {
+        Self { owned, fixed: None, task: Some(task) }
+    }
+
+    /// Every partition of a `count`-partition topic, forever (a process alone on its log).
     pub fn all(count: u32) -> Self {
         let (tx, owned) = watch::channel((0..count).collect());
-        // The sender lives as long as the membership, so the assignment never "closes".
-        Self { owned, _member: Box::new(tx) }
+        Self { owned, fixed: Some(tx), task: None }
     }
 
     /// The partitions owned now.
@@ -46,6 +54,19 @@ impl Membership {
     /// A receiver of the assignment, for a supervisor that reacts to changes.
     pub fn watch(&self) -> watch::Receiver<BTreeSet<PartitionId>> {
         self.owned.clone()
+    }
+
+    /// Leaves: drops this receiver and waits for the keeping task to release what it holds.
+    /// Every receiver taken with [`Membership::watch`] must be dropped first.
+    pub async fn leave(self) {
+        let Membership { owned, fixed, task } = self;
+        drop(owned);
+        drop(fixed);
+        if let Some(task) = task {
+            if let Err(e) = task.await {
+                tracing::error!(error = %e, "the membership task failed");
+            }
+        }
     }
 }
 
@@ -107,7 +128,8 @@ where
         }
     };
     stop_all(std::mem::take(&mut running), &options).await;
-    drop(membership);
+    drop(owned);
+    membership.leave().await;
     if ended {
         tracing::warn!(tasks = options.name, "group membership ended; every partition task stopped");
         Err(MembershipEnded)
@@ -252,11 +274,8 @@ mod tests {
             let (assign, owned) = watch::channel(set(initial));
             let (shutdown, shutdown_rx) = watch::channel(false);
             let (tx, seen) = mpsc::unbounded_channel();
-            let supervisor = tokio::spawn(supervise(
-                Membership::new(owned, ()),
-                shutdown_rx,
-                options(),
-                move |p, stop| {
+            let supervisor =
+                tokio::spawn(supervise(Membership::new(owned), shutdown_rx, options(), move |p, stop| {
                     let tx = tx.clone();
                     async move {
                         let _ = tx.send(Seen::Started(p));
@@ -265,8 +284,7 @@ mod tests {
                         let _ = tx.send(Seen::Stopped(p));
                         Ok::<(), String>(())
                     }
-                },
-            ));
+                }));
             Self { assign, shutdown, seen, supervisor }
         }
 
@@ -352,7 +370,7 @@ mod tests {
         let counted = Arc::clone(&attempts);
         let began = Instant::now();
         let supervisor =
-            tokio::spawn(supervise(Membership::new(owned, ()), shutdown_rx, options(), move |p, _| {
+            tokio::spawn(supervise(Membership::new(owned), shutdown_rx, options(), move |p, _| {
                 counted.fetch_add(1, Ordering::SeqCst);
                 async move { Err::<(), String>(format!("partition {p} is fenced")) }
             }));
@@ -375,7 +393,7 @@ mod tests {
         let attempts = Arc::new(AtomicU32::new(0));
         let counted = Arc::clone(&attempts);
         let supervisor =
-            tokio::spawn(supervise(Membership::new(owned, ()), shutdown_rx, options(), move |_, stop| {
+            tokio::spawn(supervise(Membership::new(owned), shutdown_rx, options(), move |_, stop| {
                 let attempt = counted.fetch_add(1, Ordering::SeqCst);
                 async move {
                     assert!(attempt > 0, "the first attempt panics");
@@ -384,8 +402,15 @@ mod tests {
                     Ok::<(), String>(())
                 }
             }));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(attempts.load(Ordering::SeqCst), 2);
+        // (A panic may take a while to report: with RUST_BACKTRACE set, its backtrace is printed.)
+        let restarted = async {
+            while attempts.load(Ordering::SeqCst) < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        tokio::time::timeout(WAIT, restarted).await.expect("restarted after the panic");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(attempts.load(Ordering::SeqCst), 2, "the second attempt keeps running");
         shutdown.send(true).unwrap();
         let result = tokio::time::timeout(WAIT, supervisor).await.expect("returns").expect("no panic");
         assert!(result.is_ok());

@@ -35,6 +35,10 @@ impl TestServer {
             api_key: Some(KEY.to_string()),
             partitions: 4,
             log: None,
+            lease: ownership::LeaseOptions {
+                instance: "test".into(),
+                timeout: ownership::LeaseOptions::DEFAULT_TIMEOUT,
+            },
         };
         let server = runtime.block_on(drawdown::Server::bind(&config)).expect("bind");
         let base = format!("http://{}", server.local_addr().expect("addr"));
@@ -215,4 +219,26 @@ pub fn available(base: &str, customer: &str, account: &str) -> schemas::Decimal 
 /// An exact decimal from its text.
 pub fn dec(text: &str) -> schemas::Decimal {
     text.parse().unwrap_or_else(|e| panic!("`{text}` is not a decimal: {e}"))
+}
+
+/// Sends until acknowledged (204/201), following the server across restarts. A refusal other
+/// than "server gone" / 429 / 503 fails the test.
+pub fn send_until_acknowledged(base: &std::sync::RwLock<String>, method: &str, path: &str, body: &Value) {
+    loop {
+        let current = base.read().expect("base").clone();
+        let req = ureq::request(method, &format!("{current}{path}"))
+            .timeout(Duration::from_secs(10))
+            .set("X-CREDYT-API-KEY", KEY)
+            .set("Content-Type", "application/json");
+        match req.send_string(&body.to_string()) {
+            Ok(r) if r.status() == 204 || r.status() == 201 => return,
+            Ok(r) => panic!("{path}: unexpected {}", r.status()),
+            Err(ureq::Error::Status(429 | 503, _)) | Err(ureq::Error::Transport(_)) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("{path}: {code} {}", r.into_string().unwrap_or_default())
+            }
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! `drawdown serve` as a child process, for tests that kill it with SIGKILL.
+//! drawdown as child processes (`serve`, the roles, `store`), for tests that kill them with
+//! SIGKILL or pause them with SIGSTOP.
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,11 +21,29 @@ fn free_port() -> u16 {
 /// `drawdown serve` on a free port over `data_dir`, ready to answer. With `key`, that is the
 /// test key (`DRAWDOWN_API_KEY`); without, the server provisions its own. Stdout is captured.
 pub fn start_with(data_dir: &Path, key: Option<&str>) -> Process {
+    start_serve(data_dir, key, &[])
+}
+
+/// [`start_with`], with more arguments for `serve` (`--log kafka://…`, lease options).
+pub fn start_serve(data_dir: &Path, key: Option<&str>, args: &[String]) -> Process {
+    let mut all = vec!["serve".to_string()];
+    all.extend_from_slice(args);
+    all.push("--data-dir".to_string());
+    all.push(data_dir.display().to_string());
+    spawn(&all, key)
+}
+
+pub fn start(data_dir: &Path) -> Process {
+    start_with(data_dir, Some(KEY))
+}
+
+/// `drawdown <args> --listen 127.0.0.1:<free port>`, alive (`/healthz`) before it returns.
+pub fn spawn(args: &[String], key: Option<&str>) -> Process {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_drawdown"));
     command
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
+        .args(args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("DRAWDOWN_API_KEY")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -37,14 +57,10 @@ pub fn start_with(data_dir: &Path, key: Option<&str>) -> Process {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::get(&format!("{}/healthz", process.base)).timeout(Duration::from_secs(1)).call().is_err() {
-        assert!(Instant::now() < deadline, "drawdown did not become ready");
+        assert!(Instant::now() < deadline, "drawdown {args:?} did not become ready");
         std::thread::sleep(Duration::from_millis(50));
     }
     process
-}
-
-pub fn start(data_dir: &Path) -> Process {
-    start_with(data_dir, Some(KEY))
 }
 
 impl Process {
@@ -55,11 +71,40 @@ impl Process {
         let output = child.wait_with_output().expect("reap");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let sent = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -{signal} {pid}");
+    }
+
+    /// One of its `/metrics` values: the line `name` exactly (labels included), if present.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = ureq::get(&format!("{}/metrics", self.base))
+            .timeout(Duration::from_secs(5))
+            .call()
+            .ok()?
+            .into_string()
+            .ok()?;
+        text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The partitions of `stage` (`raters`, `writers`) it says it owns.
+    pub fn owned(&self, stage: &str, partitions: u32) -> BTreeSet<u32> {
+        (0..partitions)
+            .filter(|p| {
+                let name = format!("drawdown_partition_owned{{stage=\"{stage}\",partition=\"{p}\"}}");
+                self.metric(&name) == Some(1.0)
+            })
+            .collect()
+    }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
-        // Cleans up when a test fails midway; `Child::kill` sends SIGKILL on Unix.
+        // Cleans up when a test fails midway; `Child::kill` sends SIGKILL on Unix (a stopped
+        // process dies of it too).
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
