@@ -35,7 +35,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct StoreArgs {
-    /// Address to listen on [default: 127.0.0.1:8080].
+    /// Address to listen on [default: 127.0.0.1:8090].
     #[arg(long, env = "DRAWDOWN_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Directory holding the store (in `store/`) [default: ./data].
@@ -96,7 +96,8 @@ pub struct RoleArgs {
     /// The log: `kafka://host:port?prefix=..` or `embedded:<dir>`.
     #[arg(long, value_name = "URL", env = "DRAWDOWN_LOG")]
     pub log: Option<String>,
-    /// The store: `scylla://host:port/keyspace` or `embedded:<dir>`.
+    /// The store: `scylla://host:port/keyspace`, `http://host:port` (a `drawdown store`) or
+    /// `embedded:<dir>`.
     #[arg(long, value_name = "URL", env = "DRAWDOWN_STORE")]
     pub store: Option<String>,
     /// Partitions per topic, used when the topics are created [default: 8].

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// `drawdown store` listens elsewhere by default, so it runs beside a role on one host.
+pub const DEFAULT_STORE_LISTEN: &str = "127.0.0.1:8090";
 pub const DEFAULT_DATA_DIR: &str = "./data";
 /// Partitions of each log topic: the unit of parallelism of raters and ledger writers. Recorded
 /// in the log on first start; changing it later is refused (it would move customers).
@@ -37,7 +39,8 @@ pub struct RoleConfig {
     pub listen: SocketAddr,
     /// The log backend: `kafka://host:port?prefix=..` or `embedded:<dir>`.
     pub log: String,
-    /// The store backend: `scylla://host:port/keyspace` or `embedded:<dir>`.
+    /// The store backend: `scylla://host:port/keyspace`, `http://host:port` (a `drawdown store`)
+    /// or `embedded:<dir>`.
     pub store: String,
     /// The test-mode API key (`DRAWDOWN_API_KEY`; the `api` and `ingest` roles).
     pub api_key: Option<String>,
@@ -61,10 +64,12 @@ impl StoreConfig {
         data_dir: Option<PathBuf>,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
-        Ok(Self {
-            listen: resolve_listen(listen.or(file.listen))?,
-            data_dir: data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-        })
+        let listen = match listen.or(file.listen) {
+            Some(listen) => listen,
+            None => DEFAULT_STORE_LISTEN.parse().context("default store listen address")?,
+        };
+        let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        Ok(Self { listen, data_dir })
     }
 }
 

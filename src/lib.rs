@@ -120,7 +120,8 @@ impl Server {
         let url = format!("embedded:{}", config.data_dir.join("store").display());
         let store = store::connect(&url).await.with_context(|| format!("opening the store at {url}"))?;
         let listener = bind(config.listen).await?;
-        let app = store_server::router(store);
+        let token = std::env::var(store::remote::TOKEN_ENV).ok().filter(|t| !t.is_empty());
+        let app = store_server::router(store, token.as_deref());
         Ok(Self { listener, app, stages: Vec::new(), generated_api_key: None })
     }
 

@@ -80,10 +80,17 @@ pub enum Response {
     Failed(WireError),
 }
 
-fn to_wire(record: Record) -> Result<WireRecord, StoreError> {
-    let doc = String::from_utf8(record.doc)
-        .map_err(|_| StoreError::Backend(format!("the document at {} is not UTF-8", record.key)))?;
-    Ok(WireRecord { key: record.key, revision: record.revision, doc })
+/// A stored record as text; a document that is not UTF-8 cannot be served, and is reported as
+/// what it is, a corrupt record (not a backend failure worth retrying).
+fn to_wire(table: Table, record: Record) -> Result<WireRecord, StoreError> {
+    match String::from_utf8(record.doc) {
+        Ok(doc) => Ok(WireRecord { key: record.key, revision: record.revision, doc }),
+        Err(_) => Err(StoreError::Corrupt {
+            table,
+            key: record.key,
+            reason: "the document is not UTF-8, which the remote store cannot carry".to_string(),
+        }),
+    }
 }
 
 fn from_wire(record: WireRecord) -> Record {
@@ -150,18 +157,21 @@ fn error_from_wire(error: WireError) -> StoreError {
 pub async fn handle(store: &dyn Store, request: Request) -> Response {
     let answer = async {
         Ok(match request {
-            Request::Get { table, key } => {
-                Response::Record { record: store.get(table, &key).await?.map(to_wire).transpose()? }
-            }
+            Request::Get { table, key } => Response::Record {
+                record: store.get(table, &key).await?.map(|r| to_wire(table, r)).transpose()?,
+            },
             Request::GetMany { table, keys } => {
                 let records = store.get_many(table, &keys).await?;
-                let records =
-                    records.into_iter().map(|r| r.map(to_wire).transpose()).collect::<Result<_, _>>()?;
+                let records = records
+                    .into_iter()
+                    .map(|r| r.map(|r| to_wire(table, r)).transpose())
+                    .collect::<Result<_, _>>()?;
                 Response::Records { records }
             }
             Request::List { table, prefix, offset, limit } => {
                 let listing = store.list(table, &prefix, ListRange { offset, limit }).await?;
-                let records = listing.records.into_iter().map(to_wire).collect::<Result<_, _>>()?;
+                let records =
+                    listing.records.into_iter().map(|r| to_wire(table, r)).collect::<Result<_, _>>()?;
                 Response::Listing { records, total: listing.total }
             }
             Request::FindUnique { table, index, value } => {
@@ -185,8 +195,14 @@ pub struct RemoteStore {
 }
 
 impl RemoteStore {
-    /// A client of the server at `http://host:port` (nothing is sent until the first call).
+    /// A client of the server at `http://host:port` (nothing is sent until the first call),
+    /// with the token of `DRAWDOWN_STORE_TOKEN` if set.
     pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::with_token(url, std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()).as_deref())
+    }
+
+    /// A client of the server at `http://host:port` that sends `token` as a bearer token.
+    pub fn with_token(url: &str, token: Option<&str>) -> Result<Self, StoreError> {
         let base = url.trim_end_matches('/');
         let host =
             base.strip_prefix("http://").filter(|h| !h.is_empty() && !h.contains('/')).ok_or_else(|| {
@@ -199,8 +215,11 @@ impl RemoteStore {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        let authorization =
-            std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()).map(|t| format!("Bearer {t}"));
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        if let Some(value) = &authorization {
+            hyper::header::HeaderValue::from_str(value)
+                .map_err(|_| StoreError::Backend(format!("{TOKEN_ENV} is not a valid header value")))?;
+        }
         Ok(Self { client, uri, authorization })
     }
 
