@@ -226,9 +226,16 @@ async fn keep_running<F, Fut, E>(
             backoff = options.first_backoff;
         }
         tracing::info!(tasks = name, partition, retry_in = ?backoff, "restarting the partition task after a pause");
+        // A revoked partition is never started again, even when the pause ends at the moment
+        // of the revocation: a restarted writer would take the partition's fence from its new
+        // owner.
         tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
+            biased;
             _ = stop.wait_for(|stop| *stop) => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        if *stop.borrow() {
+            return;
         }
         backoff = (backoff * 2).min(options.max_backoff);
     }

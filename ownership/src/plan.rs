@@ -7,14 +7,16 @@
 //! 1. A member renews exactly the leases it holds (same instance, same incarnation).
 //! 2. A member takes only leases that are free: never held, released, expired (unchanged for a
 //!    whole timeout by its own clock: no clocks are compared between processes), or, on its first
-//!    round, held by an earlier incarnation of its own instance (a restarted replica takes its
+//!    round, held by an earlier incarnation of its own instance (a restarted replica takes all its
 //!    partitions back at once, as static membership does on Kafka).
-//! 3. A member never takes a live lease of another member unless that member holds more than
-//!    its fair share (`ceil(partitions / live members)`), and then one lease per round: load
-//!    moves to a new member gradually, and two members can never take from each other back and
-//!    forth (the one below its share takes from the one above it, never the reverse).
-//! 4. Every free lease is taken by someone: a member takes free leases up to its fair share,
-//!    and a member that sees no other live member has a fair share of every partition.
+//! 3. A member takes a live lease of another member (a steal) only from a member holding at least
+//!    two more than it will, and one per round: each steal narrows the gap, so two members never
+//!    take from each other back and forth.
+//! 4. Every free lease is taken by someone: a member takes free leases up to its fair share
+//!    (`ceil(partitions / live members)`), and a member that sees no other live member has a fair
+//!    share of every partition.
+//! 5. Rounds converge: whatever the start, members that keep running rounds end up holding every
+//!    partition once, their counts at most one apart.
 
 use eventlog::PartitionId;
 use serde::{Deserialize, Serialize};
@@ -47,8 +49,11 @@ pub struct Seen {
 pub struct Plan {
     /// The leases this member holds, to renew.
     pub renew: Vec<(PartitionId, u64)>,
-    /// Free leases to take, and at most one lease of an overloaded member.
+    /// Free leases to take: usable at once, nobody else runs them.
     pub take: Vec<(PartitionId, Option<u64>)>,
+    /// At most one live lease of the busiest member, to take: its holder runs it until its next
+    /// round, so the shell starts it later.
+    pub steal: Option<(PartitionId, u64)>,
     /// This member's fair share this round.
     pub share: usize,
 }
@@ -77,17 +82,31 @@ pub fn plan(me: &Holder, seen: &[Seen], timeout: Duration, first_round: bool) ->
     }
     let members = others.len() + 1;
     let share = seen.len().div_ceil(members);
-    let mut want = share.saturating_sub(renew.len());
-    let mut take: Vec<(PartitionId, Option<u64>)> = reclaimable.into_iter().chain(free).take(want).collect();
-    want -= take.len();
-    if want > 0 {
-        // The most loaded member (the first by holder on a tie, so every member picks the same).
-        let busiest = others.values().filter(|held| held.len() > share).max_by_key(|held| held.len());
-        if let Some(lease) = busiest.and_then(|held| held.last()) {
-            take.push((lease.partition, lease.revision));
+    // Members start their scan of free leases at different partitions, so that after a death
+    // the survivors do not all race for the same lease first.
+    let start = start_of(&me.instance, seen.len());
+    free.sort_by_key(|&(p, _)| (p as usize + seen.len() - start) % seen.len().max(1));
+    let want = share.saturating_sub(renew.len() + reclaimable.len());
+    let mut take = reclaimable;
+    take.extend(free.into_iter().take(want));
+    let mine = renew.len() + take.len();
+    let mut steal = None;
+    if mine < share {
+        // The busiest member (the last by holder on a tie, so every member picks the same).
+        let busiest = others.values().max_by_key(|held| held.len());
+        if let Some(held) = busiest.filter(|held| held.len() >= mine + 2) {
+            steal = held.last().and_then(|lease| Some((lease.partition, lease.revision?)));
         }
     }
-    Plan { renew, take, share }
+    Plan { renew, take, steal, share }
+}
+
+/// Where `instance` starts scanning `partitions` free leases: a stable hash (FNV-1a) of its id.
+fn start_of(instance: &str, partitions: usize) -> usize {
+    let hash = instance
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (hash % partitions.max(1) as u64) as usize
 }
 
 #[cfg(test)]
@@ -118,12 +137,18 @@ mod tests {
         plan.take.iter().map(|(p, _)| *p).collect()
     }
 
+    fn sorted(mut partitions: Vec<PartitionId>) -> Vec<PartitionId> {
+        partitions.sort_unstable();
+        partitions
+    }
+
     #[test]
     fn a_lone_member_takes_every_lease_never_written() {
         let me = holder("a", "1");
         let seen: Vec<Seen> = (0..4).map(never_written).collect();
         let plan = plan(&me, &seen, TIMEOUT, true);
-        assert_eq!(plan.take, vec![(0, None), (1, None), (2, None), (3, None)]);
+        assert_eq!(sorted(taken(&plan)), vec![0, 1, 2, 3]);
+        assert!(plan.take.iter().all(|(_, revision)| revision.is_none()));
         assert!(plan.renew.is_empty());
         assert_eq!(plan.share, 4);
     }
@@ -146,7 +171,7 @@ mod tests {
         // Nine seconds unchanged: live still. Share: ceil(2 / 3) = 1, and nobody holds more.
         let seen = vec![lease(0, Some(&b), 3, 9), lease(1, Some(&c), 3, 9)];
         let plan = plan(&me, &seen, TIMEOUT, false);
-        assert!(plan.take.is_empty(), "{plan:?}");
+        assert!(plan.take.is_empty() && plan.steal.is_none(), "{plan:?}");
         assert_eq!(plan.share, 1);
     }
 
@@ -156,7 +181,8 @@ mod tests {
         let dead = holder("b", "1");
         let seen =
             vec![lease(0, Some(&dead), 3, 10), lease(1, Some(&dead), 5, 10), lease(2, Some(&me), 9, 0)];
-        let plan = plan(&me, &seen, TIMEOUT, false);
+        let mut plan = plan(&me, &seen, TIMEOUT, false);
+        plan.take.sort_unstable();
         assert_eq!(plan.take, vec![(0, Some(3)), (1, Some(5))]);
         assert_eq!(plan.share, 3, "a dead member does not count");
     }
@@ -176,7 +202,18 @@ mod tests {
         let seen = vec![lease(0, Some(&before), 3, 0), lease(1, Some(&before), 4, 0)];
         assert_eq!(plan(&me, &seen, TIMEOUT, true).take, vec![(0, Some(3)), (1, Some(4))]);
         // Later, another live process with the same instance id is just another member.
-        assert_eq!(plan(&me, &seen, TIMEOUT, false).take, vec![(1, Some(4))]);
+        let later = plan(&me, &seen, TIMEOUT, false);
+        assert_eq!((later.take, later.steal), (vec![], Some((1, 4))));
+    }
+
+    #[test]
+    fn a_restarted_instance_takes_back_all_it_held_even_above_its_share() {
+        let me = holder("a", "2");
+        let (before, other) = (holder("a", "1"), holder("b", "1"));
+        let mut seen: Vec<Seen> = (0..6).map(|p| lease(p, Some(&before), 3, 0)).collect();
+        seen.extend((6..8).map(|p| lease(p, Some(&other), 3, 0)));
+        let plan = plan(&me, &seen, TIMEOUT, true);
+        assert_eq!(sorted(taken(&plan)), vec![0, 1, 2, 3, 4, 5], "share 4, but its 6 have no other owner");
     }
 
     #[test]
@@ -185,8 +222,18 @@ mod tests {
         let busy = holder("a", "1");
         let seen: Vec<Seen> = (0..4).map(|p| lease(p, Some(&busy), 5, 0)).collect();
         let plan = plan(&me, &seen, TIMEOUT, false);
-        assert_eq!(plan.take, vec![(3, Some(5))]);
+        assert_eq!((plan.take.clone(), plan.steal), (vec![], Some((3, 5))));
         assert_eq!(plan.share, 2);
+    }
+
+    #[test]
+    fn a_member_left_with_nothing_takes_from_one_holding_two_more_even_at_its_share() {
+        // 8 partitions, 5 members: the share is 2 and four members hold 2 each.
+        let me = holder("e", "1");
+        let held: Vec<Holder> = ["a", "b", "c", "d"].iter().map(|m| holder(m, "1")).collect();
+        let seen: Vec<Seen> = (0..8).map(|p| lease(p, Some(&held[p as usize / 2]), 1, 0)).collect();
+        let plan = plan(&me, &seen, TIMEOUT, false);
+        assert!(plan.steal.is_some(), "{plan:?}");
     }
 
     #[test]
@@ -195,8 +242,9 @@ mod tests {
         let other = holder("a", "1");
         let seen =
             vec![lease(0, Some(&other), 5, 0), lease(1, Some(&me), 5, 0), lease(2, Some(&other), 5, 0)];
-        // Share: ceil(3 / 2) = 2; `other` holds 2, not more.
-        assert!(plan(&me, &seen, TIMEOUT, false).take.is_empty());
+        // Share: ceil(3 / 2) = 2; `other` holds 2, only one more than me.
+        let plan = plan(&me, &seen, TIMEOUT, false);
+        assert!(plan.take.is_empty() && plan.steal.is_none(), "{plan:?}");
     }
 
     /// Members seen by everyone, each holding some partitions; `alive[i]` says whether member
@@ -212,10 +260,10 @@ mod tests {
     }
 
     proptest! {
-        /// Invariant 3: a member takes a live lease only from a member over the share, and at
-        /// most one such lease a round; it never takes more than its share.
+        /// Invariants 2 and 3: live leases are only stolen, one a round, from a member holding
+        /// at least two more than the thief will; free ones are taken within the share.
         #[test]
-        fn live_leases_move_only_from_a_member_over_its_share(
+        fn live_leases_move_only_from_a_member_holding_two_more(
             held in proptest::collection::vec(0usize..4, 1..24),
             alive in proptest::collection::vec(any::<bool>(), 4),
             me in 0usize..4,
@@ -223,18 +271,17 @@ mod tests {
             let seen = world(&held, &alive);
             let holder_me = holder(&format!("m{me}"), "1");
             let plan = plan(&holder_me, &seen, TIMEOUT, false);
-            let mut live_taken = 0;
+            let mine = plan.renew.len() + plan.take.len();
             for (p, _) in &plan.take {
                 let owner = held[*p as usize];
-                prop_assert_ne!(owner, me);
-                if alive[owner] {
-                    live_taken += 1;
-                    let owner_holds = held.iter().filter(|&&o| o == owner).count();
-                    prop_assert!(owner_holds > plan.share);
-                }
+                prop_assert!(owner != me && !alive[owner], "took a live lease without stealing it");
             }
-            prop_assert!(live_taken <= 1);
-            prop_assert!(plan.renew.len() + plan.take.len() <= plan.share.max(plan.renew.len()));
+            prop_assert!(plan.renew.len().max(plan.share) >= mine);
+            if let Some((p, _)) = plan.steal {
+                let owner = held[p as usize];
+                prop_assert!(owner != me && alive[owner]);
+                prop_assert!(held.iter().filter(|&&o| o == owner).count() >= mine + 2);
+            }
         }
 
         /// Invariant 4: when every other member is dead, a member's share is every partition
@@ -248,6 +295,48 @@ mod tests {
             let seen = world(&held, &alive);
             let plan = plan(&holder(&format!("m{me}"), "1"), &seen, TIMEOUT, false);
             prop_assert_eq!(plan.renew.len() + plan.take.len(), held.len());
+        }
+
+        /// Invariant 5: live members running rounds one after the other, each applying its plan,
+        /// reach a state no round changes, where every partition has one holder and the counts
+        /// are at most one apart.
+        #[test]
+        fn rounds_converge_to_a_balanced_assignment(
+            start in proptest::collection::vec(proptest::option::of(0usize..6), 1..20),
+            members in 1usize..7,
+        ) {
+            let names: Vec<Holder> = (0..members).map(|m| holder(&format!("m{m}"), "1")).collect();
+            let mut owner: Vec<Option<usize>> = start.iter().map(|o| o.filter(|m| *m < members)).collect();
+            let mut settled = false;
+            for _ in 0..200 {
+                let before = owner.clone();
+                for m in 0..members {
+                    let seen: Vec<Seen> = owner
+                        .iter()
+                        .enumerate()
+                        .map(|(p, o)| match o {
+                            Some(o) => lease(p as PartitionId, Some(&names[*o]), 1, 0),
+                            None => never_written(p as PartitionId),
+                        })
+                        .collect();
+                    let plan = plan(&names[m], &seen, TIMEOUT, false);
+                    for (p, _) in plan.take {
+                        owner[p as usize] = Some(m);
+                    }
+                    if let Some((p, _)) = plan.steal {
+                        owner[p as usize] = Some(m);
+                    }
+                }
+                if owner == before {
+                    settled = true;
+                    break;
+                }
+            }
+            prop_assert!(settled, "no fixpoint in 200 rounds: {owner:?}");
+            prop_assert!(owner.iter().all(Option::is_some), "a partition without a holder: {owner:?}");
+            let counts: Vec<usize> = (0..members).map(|m| owner.iter().filter(|o| **o == Some(m)).count()).collect();
+            let (min, max) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
+            prop_assert!(max - min <= 1, "counts {counts:?}");
         }
     }
 }
