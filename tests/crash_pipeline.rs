@@ -65,8 +65,20 @@ fn first_posting_since(server: &Process, killed: Instant) -> Duration {
     })
 }
 
+/// The two tests each keep a server and four clients busy on two cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Bounds a run must keep: from a restart to the restarted process's first posting (it takes
+/// its partitions back at once, not after a lease timeout), and from the last restart until
+/// every balance is exact.
+struct Bounds {
+    first_posting: Duration,
+    exact: Duration,
+}
+
 #[test]
 fn invariants_1_to_3_kill_9_under_load_loses_nothing_and_posts_everything_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     kill_9_under_load(&[], None);
 }
 
@@ -74,6 +86,7 @@ fn invariants_1_to_3_kill_9_under_load_loses_nothing_and_posts_everything_once()
 /// took back nothing and posted nothing for minutes. Ten times in a row, under load.
 #[test]
 fn on_kafka_the_owner_killed_with_kill_9_and_restarted_ten_times_takes_its_partitions_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let broker = eventlog::testing::Broker::start();
     let lease_timeout = Duration::from_secs(3);
     let args = [
@@ -84,12 +97,12 @@ fn on_kafka_the_owner_killed_with_kill_9_and_restarted_ten_times_takes_its_parti
         "--instance-id".to_string(),
         "serve-0".to_string(),
     ];
-    kill_9_under_load(&args, Some(lease_timeout + Duration::from_secs(10)));
+    let bounds = Bounds { first_posting: lease_timeout, exact: lease_timeout + Duration::from_secs(10) };
+    kill_9_under_load(&args, Some(bounds));
 }
 
-/// `drawdown serve` with `args`, killed [`KILLS`] times under load; with `bound`, every
-/// balance must be exact within it of the last restart.
-fn kill_9_under_load(args: &[String], bound: Option<Duration>) {
+/// `drawdown serve` with `args`, killed [`KILLS`] times under load, within `bounds` if given.
+fn kill_9_under_load(args: &[String], bounds: Option<Bounds>) {
     let start = |dir: &std::path::Path| start_serve(dir, Some(KEY), args);
     let seed = std::env::var("DRAWDOWN_CRASH_SEED")
         .ok()
@@ -138,11 +151,18 @@ fn kill_9_under_load(args: &[String], bound: Option<Duration>) {
         restarted = Instant::now();
         *base.write().expect("base") = server.base.clone();
         let handover = first_posting_since(&server, killed);
+        let since_restart = handover.saturating_sub(restarted.duration_since(killed));
         println!(
-            "kill {}: restarted at {}, first posting {handover:?} after the kill",
+            "kill {}: restarted at {}, first posting {handover:?} after the kill, {since_restart:?} after the restart",
             kill + 1,
             server.base
         );
+        if let Some(bounds) = &bounds {
+            assert!(
+                since_restart < bounds.first_posting,
+                "the restarted process first posted {since_restart:?} after it started: it waited its leases out"
+            );
+        }
         handovers.push(handover);
     }
     done.store(true, Ordering::Relaxed);
@@ -175,7 +195,8 @@ fn kill_9_under_load(args: &[String], bound: Option<Duration>) {
         handovers[handovers.len() / 2],
         handovers[handovers.len() - 1]
     );
-    if let Some(bound) = bound {
+    if let Some(bounds) = bounds {
+        let bound = bounds.exact;
         assert!(converged <= bound, "balances exact {converged:?} after the last restart, over {bound:?}");
     }
     // Each event carries exactly one fee.

@@ -143,11 +143,21 @@ impl Load {
     }
 
     /// Stops the clients; requests acknowledged per customer.
-    fn stop(self) -> Vec<usize> {
+    fn stop(mut self) -> Vec<usize> {
         self.done.store(true, Ordering::Relaxed);
-        self.clients.into_iter().map(|c| c.join().expect("client thread")).collect()
+        std::mem::take(&mut self.clients).into_iter().map(|c| c.join().expect("client thread")).collect()
     }
 }
+
+impl Drop for Load {
+    /// A test that fails midway stops its clients too.
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Each test runs a broker, a store, an api and three or four roles on two cores: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Every acknowledged event posted once: the customer's event count and balance are exact.
 fn every_event_posted_once(api: &str, customers: &[String], requests: &[usize]) {
@@ -165,6 +175,7 @@ fn every_event_posted_once(api: &str, customers: &[String], requests: &[usize]) 
 
 #[test]
 fn a_killed_rater_and_a_killed_writer_are_replaced_by_the_survivors_and_nothing_is_lost_or_posted_twice() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let cluster = Cluster::start();
     let (rater_a, rater_b) = (cluster.role("rater", "rater-a"), cluster.role("rater", "rater-b"));
     let (writer_a, writer_b) =
@@ -197,6 +208,7 @@ fn a_killed_rater_and_a_killed_writer_are_replaced_by_the_survivors_and_nothing_
 
 #[test]
 fn a_writer_paused_past_its_lease_is_replaced_and_once_resumed_posts_nothing_twice() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let cluster = Cluster::start();
     let _rater = cluster.role("rater", "rater-a");
     let (zombie, writer) =

@@ -222,9 +222,11 @@ pub fn dec(text: &str) -> schemas::Decimal {
 }
 
 /// Sends until acknowledged (204/201), following the server across restarts. A refusal other
-/// than "server gone" / 429 / 503 fails the test.
+/// than "server gone" / 429 / 503 fails the test, and so does no acknowledgement in two minutes.
 pub fn send_until_acknowledged(base: &std::sync::RwLock<String>, method: &str, path: &str, body: &Value) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     loop {
+        assert!(std::time::Instant::now() < deadline, "{method} {path}: not acknowledged in two minutes");
         let current = base.read().expect("base").clone();
         let req = ureq::request(method, &format!("{current}{path}"))
             .timeout(Duration::from_secs(10))

@@ -30,15 +30,22 @@ pub fn start_serve(data_dir: &Path, key: Option<&str>, args: &[String]) -> Proce
     all.extend_from_slice(args);
     all.push("--data-dir".to_string());
     all.push(data_dir.display().to_string());
-    spawn(&all, key)
+    spawn_with(&all, key, key.is_none())
 }
 
 pub fn start(data_dir: &Path) -> Process {
     start_with(data_dir, Some(KEY))
 }
 
-/// `drawdown <args> --listen 127.0.0.1:<free port>`, alive (`/healthz`) before it returns.
+/// `drawdown <args> --listen 127.0.0.1:<free port>`, alive (`/healthz`) before it returns; with
+/// `key`, that is its test key. Its logs go to the test's output.
 pub fn spawn(args: &[String], key: Option<&str>) -> Process {
+    spawn_with(args, key, false)
+}
+
+/// [`spawn`]; with `capture`, stdout is captured for [`Process::kill_9`] to return (the key a
+/// first start prints), and the process must be short-lived, or its log fills the pipe.
+fn spawn_with(args: &[String], key: Option<&str>, capture: bool) -> Process {
     let port = free_port();
     let mut command = Command::new(env!("CARGO_BIN_EXE_drawdown"));
     command
@@ -46,17 +53,19 @@ pub fn spawn(args: &[String], key: Option<&str>) -> Process {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env_remove("DRAWDOWN_API_KEY")
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if let Some(key) = key {
         command.env("DRAWDOWN_API_KEY", key);
     }
-    let process = Process {
+    command.stdout(if capture { Stdio::piped() } else { Stdio::inherit() });
+    let mut process = Process {
         child: Some(command.spawn().expect("spawn drawdown")),
         base: format!("http://127.0.0.1:{port}"),
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while ureq::get(&format!("{}/healthz", process.base)).timeout(Duration::from_secs(1)).call().is_err() {
+        let exited = process.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+        assert!(exited.is_none(), "drawdown {args:?} exited: {exited:?}");
         assert!(Instant::now() < deadline, "drawdown {args:?} did not become ready");
         std::thread::sleep(Duration::from_millis(50));
     }
