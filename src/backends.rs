@@ -42,8 +42,16 @@ impl Backends {
 
     /// The embedded pair of `drawdown serve`: `<data_dir>/store` and `<data_dir>/log`.
     pub async fn embedded(data_dir: &Path, partitions: u32) -> anyhow::Result<Self> {
-        let store = format!("embedded:{}", data_dir.join("store").display());
-        let log = format!("embedded:{}", data_dir.join("log").display());
-        Self::connect(&log, &store, partitions).await
+        Self::connect(&embedded_log_url(data_dir), &embedded_store_url(data_dir), partitions).await
     }
+}
+
+/// The URL of the embedded store in a data directory (`serve`, `store`).
+pub fn embedded_store_url(data_dir: &Path) -> String {
+    format!("embedded:{}", data_dir.join("store").display())
+}
+
+/// The URL of the embedded log in a data directory (`serve`).
+pub fn embedded_log_url(data_dir: &Path) -> String {
+    format!("embedded:{}", data_dir.join("log").display())
 }

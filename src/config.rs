@@ -64,10 +64,7 @@ impl StoreConfig {
         data_dir: Option<PathBuf>,
         file: FileConfig,
     ) -> anyhow::Result<Self> {
-        let listen = match listen.or(file.listen) {
-            Some(listen) => listen,
-            None => DEFAULT_STORE_LISTEN.parse().context("default store listen address")?,
-        };
+        let listen = resolve_listen_or(listen.or(file.listen), DEFAULT_STORE_LISTEN)?;
         let data_dir = data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         Ok(Self { listen, data_dir })
     }
@@ -136,12 +133,12 @@ impl Config {
 impl Config {
     /// The log: the configured one, or the embedded log in the data directory.
     pub fn log_url(&self) -> String {
-        self.log.clone().unwrap_or_else(|| format!("embedded:{}", self.data_dir.join("log").display()))
+        self.log.clone().unwrap_or_else(|| crate::backends::embedded_log_url(&self.data_dir))
     }
 
     /// The store: always the embedded store in the data directory.
     pub fn store_url(&self) -> String {
-        format!("embedded:{}", self.data_dir.join("store").display())
+        crate::backends::embedded_store_url(&self.data_dir)
     }
 }
 
@@ -160,9 +157,13 @@ impl RoleConfig {
 }
 
 fn resolve_listen(listen: Option<SocketAddr>) -> anyhow::Result<SocketAddr> {
+    resolve_listen_or(listen, DEFAULT_LISTEN)
+}
+
+fn resolve_listen_or(listen: Option<SocketAddr>, default: &str) -> anyhow::Result<SocketAddr> {
     match listen {
         Some(l) => Ok(l),
-        None => DEFAULT_LISTEN.parse().context("default listen address"),
+        None => default.parse().context("default listen address"),
     }
 }
 
@@ -285,6 +286,14 @@ mod tests {
         assert_eq!(Some(lease.instance), host_name().or(Some("drawdown".into())));
         let zero = LeaseOverrides { lease_timeout_ms: Some(0), ..LeaseOverrides::default() };
         assert!(resolve_lease(zero, &FileConfig::default()).is_err());
+    }
+
+    #[test]
+    fn the_store_listens_beside_the_roles_by_default() {
+        let c = StoreConfig::resolve(None, None, FileConfig::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_STORE_LISTEN);
+        assert_ne!(DEFAULT_STORE_LISTEN, DEFAULT_LISTEN);
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
     }
 
     #[test]

@@ -89,7 +89,6 @@ impl Server {
         let state = app_state(&backends, posted.clone()).await?;
         let listener = bind(config.listen).await?;
         let ownership = backends.ownership(&config.lease);
-        tracing::info!(ownership = %ownership.describe(), "partitions");
         let raters = pipeline::raters(&backends, &ownership, RaterOptions::default());
         let writers = pipeline::writers(&backends, &ownership, posted, WriterOptions::default());
         let groups = vec![raters.status(), writers.status()];
@@ -108,16 +107,13 @@ impl Server {
             Role::Rater => rater_role(&backends, &ownership),
             Role::LedgerWriter => writer_role(&backends, &ownership),
         };
-        if matches!(role, Role::Rater | Role::LedgerWriter) {
-            tracing::info!(role = role.name(), ownership = %ownership.describe(), "partitions");
-        }
         let RoleParts { app, stage, generated_api_key } = parts;
         Ok(Self { listener, app, stages: stage.into_iter().collect(), generated_api_key })
     }
 
     /// `drawdown store`: the embedded store in `<data_dir>/store`, served over HTTP.
     pub async fn bind_store(config: &StoreConfig) -> anyhow::Result<Self> {
-        let url = format!("embedded:{}", config.data_dir.join("store").display());
+        let url = backends::embedded_store_url(&config.data_dir);
         let store = store::connect(&url).await.with_context(|| format!("opening the store at {url}"))?;
         let listener = bind(config.listen).await?;
         let token = std::env::var(store::remote::TOKEN_ENV).ok().filter(|t| !t.is_empty());

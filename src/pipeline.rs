@@ -100,6 +100,7 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: fmt::Display + Send + 'static,
 {
+    tracing::info!(group, ownership = %ownership.describe(), "starting a stage");
     let (stop, stopped) = watch::channel(false);
     let status = GroupStatus::new(group);
     let name = options.name;
