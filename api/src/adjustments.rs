@@ -16,7 +16,6 @@ use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::Utc;
 use schemas::currency::is_iso_currency;
 use schemas::customer::Customer;
 use schemas::ledger::{
@@ -149,8 +148,8 @@ pub async fn create_adjustment(
     Body(request): Body<CreateAdjustmentRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
     let store = state.store.as_ref();
-    load::<Customer>(store, Table::Customers, "customer", &id).await?;
-    let now = Utc::now();
+    let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
+    let now = crate::clocks::customer_now(store, &customer).await?;
     validate_adjustment(&request, asset_known(store, &request.asset).await?, now).into_result()?;
     let body_hash = body_hash(&request)?;
     let transaction_id = request.transaction_id.clone();
@@ -169,13 +168,14 @@ pub async fn create_charge(
     Body(request): Body<CreateChargeRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
     let store = state.store.as_ref();
-    load::<Customer>(store, Table::Customers, "customer", &id).await?;
+    let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
+    let now = crate::clocks::customer_now(store, &customer).await?;
     validate_charge(&request, asset_known(store, &request.asset).await?).into_result()?;
     let body_hash = body_hash(&request)?;
     let transaction_id = request.transaction_id.clone();
     let input = LedgerInput::Charge(ChargeCommand {
         customer_id: id.clone(),
-        accepted_at: Utc::now(),
+        accepted_at: now,
         body_hash: body_hash.clone(),
         request,
     });

@@ -3,6 +3,7 @@
 //! atomic write as the customer. Raters see the change on their next batch: they revalidate the
 //! batch's customers against the store (`rater::cache`).
 
+use crate::clocks::{customer_now, schedule_op, tick};
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
 use crate::extract::{Body, Params};
@@ -10,27 +11,48 @@ use crate::products::subscriber_key;
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::Utc;
-use schemas::catalog::{Product, VersionSelector, VersionStatus};
+use schemas::catalog::{
+    BillingModel, Period, PriceKind, Product, ProductVersion, VersionSelector, VersionStatus,
+};
+use schemas::clock::TestClock;
 use schemas::customer::{
     Customer, ProductReference, SubscribedProduct, Subscription, SubscriptionStatus, WalletAccount,
 };
 use schemas::ids::{CustomerId, SubscriptionId};
 use schemas::problem::{FieldPath, ValidationErrors};
-use schemas::validate;
 use schemas::wire::{
     CreateCustomerRequest, CreateCustomerResponse, CreateSubscriptionRequest, CustomerListFilter,
     CustomerSummary, GetCustomerResponse, Page, PageRequest, UpdateCustomerRequest,
     UpdateSubscriptionProductRequest, UpdateSubscriptionRequest,
 };
+use schemas::{validate, Timestamp};
 use store::typed::{find_doc, get_doc, list_docs};
 use store::{Expect, Op, Store, Table};
 
-/// A product version a subscription will pin, with the assets it uses.
+/// A product version a subscription will pin, with the assets it uses and its billing period.
 struct Pinned {
     product: SubscribedProduct,
     assets: Vec<String>,
+    period: Option<Period>,
+}
+
+/// The period `renews_at` follows for a version: its first recurring price's (fixed or
+/// post-paid), else its first refreshing entitlement's.
+fn billing_period(version: &ProductVersion) -> Option<Period> {
+    let recurring = version.prices.iter().find_map(|p| {
+        let model = match &p.kind {
+            PriceKind::Fixed(f) => &f.billing_model,
+            PriceKind::UsageBased(u) => &u.billing_model,
+        };
+        match model {
+            BillingModel::Recurring(r) => Some(r.recurring.period()),
+            _ => None,
+        }
+    });
+    recurring
+        .or_else(|| version.entitlements.iter().find(|e| e.lifecycle.refresh.is_some()).map(|e| e.period()))
 }
 
 /// Resolves a product reference to a published, subscribable version; errors name `path`.
@@ -69,6 +91,7 @@ fn pin(product: &Product, selector: VersionSelector, path: &FieldPath) -> Result
                 version: version.version,
             },
             assets: version.assets(),
+            period: billing_period(version),
         }),
         VersionStatus::Draft => {
             Err(ApiError::invalid(path, format!("version {} is a draft; publish it first", version.version)))
@@ -80,11 +103,13 @@ fn pin(product: &Product, selector: VersionSelector, path: &FieldPath) -> Result
     }
 }
 
-/// Validates and resolves a subscription request into a subscription and its pinned versions.
+/// Validates and resolves a subscription request into a subscription and its pinned versions;
+/// `now` is the customer's time.
 async fn build_subscription(
     store: &dyn Store,
     path: &FieldPath,
     req: &CreateSubscriptionRequest,
+    now: Timestamp,
 ) -> Result<(Subscription, Vec<Pinned>), ApiError> {
     let mut errors = ValidationErrors::new();
     validate::subscription(&mut errors, path, req);
@@ -93,15 +118,17 @@ async fn build_subscription(
     for (j, reference) in req.products.iter().enumerate() {
         pinned.push(resolve_product(store, &path.at("products", j), reference).await?);
     }
-    let now = Utc::now();
     let started_at = req.starts_at.unwrap_or(now);
-    let subscription = Subscription {
+    let mut subscription = Subscription {
         id: SubscriptionId::generate(),
         started_at,
         renews_at: req.renews_at,
         status: if started_at > now { SubscriptionStatus::Scheduled } else { SubscriptionStatus::Active },
         products: pinned.iter().map(|p| p.product.clone()).collect(),
+        anchored_at: None,
+        period: pinned.iter().find_map(|p| p.period),
     };
+    subscription.settle(now);
     Ok((subscription, pinned))
 }
 
@@ -145,8 +172,26 @@ fn validate_details(
     validate::email(errors, "email", email);
 }
 
+/// The test clock a new customer is attached to (404 for a live key, 422 when unknown), with
+/// its revision.
+async fn attach_clock(
+    store: &dyn Store,
+    environment: Option<Extension<crate::auth::Environment>>,
+    id: Option<&str>,
+) -> Result<Option<(TestClock, u64)>, ApiError> {
+    let Some(id) = id else { return Ok(None) };
+    if let Some(Extension(crate::auth::Environment::Live)) = environment {
+        return Err(ApiError::not_found("test clock", id));
+    }
+    match get_doc::<TestClock>(store, Table::TestClocks, id).await? {
+        Some(doc) => Ok(Some((doc.value, doc.revision))),
+        None => Err(ApiError::invalid("test_clock", "unknown test clock")),
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
+    environment: Option<Extension<crate::auth::Environment>>,
     Body(req): Body<CreateCustomerRequest>,
 ) -> Result<(StatusCode, Json<CreateCustomerResponse>), ApiError> {
     let store = state.store.as_ref();
@@ -159,6 +204,8 @@ pub async fn create(
         validate::text(&mut errors, path.field("provider_id"), &account.provider_id);
     }
     errors.into_result()?;
+    let clock = attach_clock(store, environment, req.test_clock.as_deref()).await?;
+    let now = clock.as_ref().map_or_else(Utc::now, |(c, _)| c.frozen_time);
     let mut customer = Customer {
         id: CustomerId::generate(),
         external_id: req.external_id,
@@ -167,13 +214,14 @@ pub async fn create(
         metadata: req.metadata,
         subscriptions: Vec::new(),
         external_accounts: req.external_accounts,
-        created_at: Utc::now(),
+        created_at: now,
         accounts: Vec::new(),
+        test_clock: clock.as_ref().map(|(c, _)| c.id.to_string()),
     };
     let mut ops = Vec::new();
     for (i, sub) in req.subscriptions.iter().flatten().enumerate() {
         let (subscription, pinned) =
-            build_subscription(store, &FieldPath::root().at("subscriptions", i), sub).await?;
+            build_subscription(store, &FieldPath::root().at("subscriptions", i), sub, now).await?;
         ops.extend(subscription_ops(&mut customer, subscription.id.as_str(), &pinned)?);
         customer.subscriptions.push(subscription);
     }
@@ -182,11 +230,20 @@ pub async fn create(
         put = put.unique("external_id", ext.clone());
     }
     ops.insert(0, put);
+    if let Some((mut clock, revision)) = clock {
+        clock.customers.push(customer.id.to_string());
+        ops.push(
+            Op::put_doc(Table::TestClocks, clock.id.as_str(), &clock)?.expect(Expect::Revision(revision)),
+        );
+    }
+    let due = (!customer.subscriptions.is_empty()).then(|| schedule_op(&state, customer.id.as_str(), now));
+    ops.extend(due.as_ref().map(|(_, op)| op.clone()));
     store.write(ops).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(CreateCustomerResponse { id: customer.id.to_string(), subscriptions: customer.subscriptions }),
-    ))
+    if let Some((key, _)) = due {
+        tick(&state, customer.id.as_str(), Some(key)).await?;
+    }
+    let subscriptions = customer.subscriptions.iter().map(|s| s.view(now)).collect();
+    Ok((StatusCode::CREATED, Json(CreateCustomerResponse { id: customer.id.to_string(), subscriptions })))
 }
 
 pub async fn list(
@@ -204,8 +261,10 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<GetCustomerResponse>, ApiError> {
-    let customer = load::<Customer>(state.store.as_ref(), Table::Customers, "customer", &id).await?;
-    Ok(Json(GetCustomerResponse::from(&customer.value)))
+    let store = state.store.as_ref();
+    let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
+    let now = customer_now(store, &customer).await?;
+    Ok(Json(GetCustomerResponse::at(&customer, now)))
 }
 
 /// Modifies a customer document, keeping its `external_id` claimed.
@@ -252,15 +311,19 @@ pub async fn create_subscription(
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
     let store = state.store.as_ref();
     // 404 before validating the body against the catalog.
-    load::<Customer>(store, Table::Customers, "customer", &id).await?;
-    let (subscription, pinned) = build_subscription(store, &FieldPath::root(), &req).await?;
+    let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
+    let now = customer_now(store, &customer).await?;
+    let (subscription, pinned) = build_subscription(store, &FieldPath::root(), &req, now).await?;
+    let (due_key, due) = schedule_op(&state, &id, now);
     let created = modify_customer(store, &id, |customer| {
-        let ops = subscription_ops(customer, subscription.id.as_str(), &pinned)?;
+        let mut ops = subscription_ops(customer, subscription.id.as_str(), &pinned)?;
+        ops.push(due.clone());
         customer.subscriptions.push(subscription.clone());
         Ok((subscription.clone(), ops))
     })
     .await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    tick(&state, &id, Some(due_key)).await?;
+    Ok((StatusCode::CREATED, Json(created.view(now))))
 }
 
 fn subscription_not_found(customer: &str, subscription: &str) -> ApiError {
@@ -275,14 +338,24 @@ pub async fn update_subscription(
     if !matches!(req.status, SubscriptionStatus::Active | SubscriptionStatus::Inactive) {
         return Err(ApiError::invalid("status", "must be `active` or `inactive`"));
     }
-    modify_customer(state.store.as_ref(), &id, |customer| {
+    let store = state.store.as_ref();
+    let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
+    let now = customer_now(store, &customer).await?;
+    let (due_key, due) = schedule_op(&state, &id, now);
+    modify_customer(store, &id, |customer| {
         let subscription = customer
             .subscription_mut(&subscription_id)
             .ok_or_else(|| subscription_not_found(&id, &subscription_id))?;
+        subscription.settle(now);
+        // Made active again: periods resume from now, missed ones are not charged.
+        if subscription.status == SubscriptionStatus::Inactive && req.status == SubscriptionStatus::Active {
+            subscription.anchored_at = Some(now);
+        }
         subscription.status = req.status;
-        Ok(((), Vec::new()))
+        Ok(((), vec![due.clone()]))
     })
     .await?;
+    tick(&state, &id, Some(due_key)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -306,16 +379,30 @@ pub async fn update_subscription_product(
     }
     let product = load::<Product>(store, Table::Products, "product", &product_id).await?.value;
     let pinned = pin(&product, req.version, &FieldPath::root().field("version"))?;
+    let now = customer_now(store, &customer).await?;
+    let (due_key, due) = schedule_op(&state, &id, now);
     modify_customer(store, &id, |customer| {
         let subscription = customer
             .subscription_mut(&subscription_id)
             .ok_or_else(|| subscription_not_found(&id, &subscription_id))?;
+        let mut moved = false;
         for p in subscription.products.iter_mut().filter(|p| p.id == product.id) {
+            moved |= p.version != pinned.product.version;
             p.version = pinned.product.version;
         }
-        let ops = subscription_ops(customer, &subscription_id, std::slice::from_ref(&pinned))?;
+        // Another version starts a new billing cycle now (`docs/subscriptions.md`).
+        if moved {
+            subscription.settle(now);
+            subscription.anchored_at = Some(now);
+            if subscription.products.first().is_some_and(|p| p.id == product.id) {
+                subscription.period = pinned.period.or(subscription.period);
+            }
+        }
+        let mut ops = subscription_ops(customer, &subscription_id, std::slice::from_ref(&pinned))?;
+        ops.push(due.clone());
         Ok(((), ops))
     })
     .await?;
+    tick(&state, &id, Some(due_key)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

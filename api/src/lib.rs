@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod adjustments;
 pub mod assets;
 pub mod auth;
+pub mod clocks;
 pub mod customers;
 pub mod docs;
 pub mod error;

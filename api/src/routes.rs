@@ -6,7 +6,7 @@
 //! the `ingest` role only `POST /events` ([`ingest_router`]).
 
 use crate::{
-    accounts, adjustments, assets, auth, customers, events, products, profitability, vendors, wallet,
+    accounts, adjustments, assets, auth, clocks, customers, events, products, profitability, vendors, wallet,
     AppState, MAX_BODY_BYTES,
 };
 use axum::extract::DefaultBodyLimit;
@@ -78,6 +78,11 @@ route_table! {
     get "/vendors" => vendors::list;
     get "/vendors/{vendorId}" => vendors::get;
     get "/vendors/{vendorId}/stats" => profitability::vendor_stats;
+
+    post "/test-clocks" => clocks::create;
+    get "/test-clocks/{clockId}" => clocks::get;
+    delete "/test-clocks/{clockId}" => clocks::delete;
+    post "/test-clocks/{clockId}/advance" => clocks::advance;
 }
 
 /// Routes that need no key.

@@ -8,7 +8,6 @@ use crate::extract::Params;
 use crate::{grants, AppState};
 use axum::extract::{Path, State};
 use axum::Json;
-use chrono::Utc;
 use ledger_writer::LedgerState;
 use schemas::customer::{Customer, WalletAccount};
 use schemas::ledger::{
@@ -25,6 +24,8 @@ use store::{Store, Table};
 struct Wallet {
     provisioned: Vec<WalletAccount>,
     ledger: Option<LedgerState>,
+    /// The customer's time (its test clock's, if attached): balances are read as of then.
+    now: Timestamp,
 }
 
 impl Wallet {
@@ -47,14 +48,15 @@ impl Wallet {
 
 /// Loads a customer's wallet; 404 for an unknown customer.
 async fn load_wallet(store: &dyn Store, customer_id: &str) -> Result<Wallet, ApiError> {
-    load::<Customer>(store, Table::Customers, "customer", customer_id).await?;
+    let customer = load::<Customer>(store, Table::Customers, "customer", customer_id).await?.value;
+    let now = crate::clocks::customer_now(store, &customer).await?;
     let provisioned = list_docs::<WalletAccount>(store, Table::WalletAccounts, &format!("{customer_id}/"))
         .await?
         .into_iter()
         .map(|d| d.value)
         .collect();
     let ledger = get_doc::<LedgerState>(store, Table::Ledger, customer_id).await?.map(|d| d.value);
-    Ok(Wallet { provisioned, ledger })
+    Ok(Wallet { provisioned, ledger, now })
 }
 
 /// The provisioned accounts united with those the ledger knows, sorted by id, each with its
@@ -83,7 +85,7 @@ pub async fn get_wallet(
     Path(id): Path<String>,
 ) -> Result<Json<GetWalletResponse>, ApiError> {
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
-    Ok(Json(GetWalletResponse { accounts: wallet.accounts(Utc::now()) }))
+    Ok(Json(GetWalletResponse { accounts: wallet.accounts(wallet.now) }))
 }
 
 /// One account with its pending amounts (no top-ups or holds exist yet, so both are 0).
@@ -92,7 +94,7 @@ pub async fn get_account(
     Path((id, account_id)): Path<(String, String)>,
 ) -> Result<Json<GetAccountDetailsResponse>, ApiError> {
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
-    let account = wallet.account(&id, &account_id, Utc::now())?;
+    let account = wallet.account(&id, &account_id, wallet.now)?;
     Ok(Json(GetAccountDetailsResponse {
         id: account.id,
         name: account.name,
@@ -109,8 +111,8 @@ pub async fn get_credit_grants(
     Params(page): Params<PageRequest>,
     Params(filter): Params<GrantFilter>,
 ) -> Result<Json<Page<CreditGrantItem>>, ApiError> {
-    let now = Utc::now();
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
+    let now = wallet.now;
     wallet.account(&id, &account_id, now)?;
     let account = wallet.ledger.as_ref().and_then(|l| l.accounts.get(&account_id));
     Ok(Json(paginate(grants::list(account, &filter, now), page, |g| g)))

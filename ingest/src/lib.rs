@@ -20,6 +20,7 @@ use admission::{Budget, Permit};
 use backlog::{Backlog, Downstream};
 use dedupe::{RecentEvents, Seen};
 use eventlog::{SharedLog, Topic};
+use schemas::clock::TestClock;
 use schemas::ledger::{RawUsage, UsageRequest};
 use schemas::problem::ValidationErrors;
 use schemas::{validate, Timestamp};
@@ -136,9 +137,9 @@ impl Ingest {
         result
     }
 
-    async fn accept_at(&self, request: UsageRequest, now: Timestamp) -> Result<(), IngestError> {
-        let customer_id = match self.validate(&request, now).await {
-            Ok(id) => id,
+    async fn accept_at(&self, request: UsageRequest, wall: Timestamp) -> Result<(), IngestError> {
+        let (customer_id, now) = match self.validate(&request, wall).await {
+            Ok(found) => found,
             Err(err) => {
                 if matches!(err, IngestError::Invalid(_)) {
                     METRICS.events_rejected_total.add(request.events.len() as u64);
@@ -196,23 +197,67 @@ impl Ingest {
     }
 
     /// The whole request's validation, then the customer it names (its id).
-    async fn validate(&self, request: &UsageRequest, now: Timestamp) -> Result<String, IngestError> {
-        validate::usage_request(request, now).map_err(IngestError::Invalid)?;
-        self.resolve_customer(request.customer_id.as_deref(), request.customer_external_id.as_deref()).await
+    /// The request's customer and its time (`wall`, or its test clock's frozen time), with the
+    /// whole request checked: every problem is reported at once, the grace window judged at the
+    /// customer's time (at `wall` when the customer cannot be found).
+    async fn validate(
+        &self,
+        request: &UsageRequest,
+        wall: Timestamp,
+    ) -> Result<(String, Timestamp), IngestError> {
+        let mut errors = ValidationErrors::new();
+        validate::customer_reference(
+            &mut errors,
+            request.customer_id.as_deref(),
+            request.customer_external_id.as_deref(),
+        );
+        let resolved = if errors.is_empty() {
+            let (id, ext) = (request.customer_id.as_deref(), request.customer_external_id.as_deref());
+            match self.resolve_customer(id, ext).await {
+                Ok(found) => Some(found),
+                Err(IngestError::Invalid(problems)) => {
+                    for (field, messages) in problems.into_map() {
+                        messages.into_iter().for_each(|m| errors.add(field.clone(), m));
+                    }
+                    None
+                }
+                Err(other) => return Err(other),
+            }
+        } else {
+            None
+        };
+        let now = match resolved.as_ref().and_then(|(_, clock)| clock.as_deref()) {
+            Some(clock) => self.clock_time(clock).await?.unwrap_or(wall),
+            None => wall,
+        };
+        validate::usage_events(&mut errors, &request.events);
+        validate::grace_window(&mut errors, &request.events, now);
+        errors.into_result().map_err(IngestError::Invalid)?;
+        let (customer, _) = resolved.ok_or_else(|| {
+            IngestError::Invalid(ValidationErrors::single("customer_id", "no customer found"))
+        })?;
+        Ok((customer, now))
     }
 
-    /// `customer_id` must name a customer; `customer_external_id` must be some customer's
-    /// external id; given both, they must name the same customer.
+    /// The frozen time of test clock `id` (`None` once it is deleted).
+    async fn clock_time(&self, id: &str) -> Result<Option<Timestamp>, IngestError> {
+        let clock = store::typed::get_doc::<TestClock>(self.store.as_ref(), Table::TestClocks, id).await?;
+        Ok(clock.map(|d| d.value.frozen_time))
+    }
+
+    /// The customer a request names, and the test clock it lives by, if any. `customer_id` must
+    /// name a customer; `customer_external_id` must be some customer's external id; given both,
+    /// they must name the same customer.
     async fn resolve_customer(
         &self,
         id: Option<&str>,
         external_id: Option<&str>,
-    ) -> Result<String, IngestError> {
+    ) -> Result<(String, Option<String>), IngestError> {
         let invalid =
             |field: &str, message: &str| IngestError::Invalid(ValidationErrors::single(field, message));
         let by_id = match id {
             Some(id) => match self.store.get(Table::Customers, id).await? {
-                Some(record) => Some(record.key),
+                Some(record) => Some(record),
                 None => return Err(invalid("customer_id", "no customer with this id")),
             },
             None => None,
@@ -224,12 +269,36 @@ impl Ingest {
             },
             None => None,
         };
-        match (by_id, by_external_id) {
-            (Some(a), Some(b)) if a != b => {
-                Err(invalid("customer_external_id", "names another customer than `customer_id`"))
+        let record = match (by_id, by_external_id) {
+            (Some(a), Some(b)) if a.key != b => {
+                return Err(invalid("customer_external_id", "names another customer than `customer_id`"))
             }
-            (Some(id), _) | (None, Some(id)) => Ok(id),
-            (None, None) => Err(invalid("customer_id", "give `customer_id` or `customer_external_id`")),
-        }
+            (Some(record), _) => record,
+            // Found by external id: its document tells whether it lives by a test clock.
+            (None, Some(id)) => match self.store.get(Table::Customers, &id).await? {
+                Some(record) => record,
+                None => return Err(invalid("customer_external_id", "no customer with this external id")),
+            },
+            (None, None) => {
+                return Err(invalid("customer_id", "give `customer_id` or `customer_external_id`"))
+            }
+        };
+        let clock = test_clock_of(&record.doc);
+        Ok((record.key, clock))
     }
+}
+
+/// The test clock a stored customer document names, if any. Most customers have none, and a
+/// byte search says so without decoding the document on the hot path.
+fn test_clock_of(doc: &[u8]) -> Option<String> {
+    const FIELD: &[u8] = b"\"test_clock\"";
+    if !doc.windows(FIELD.len()).any(|w| w == FIELD) {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Clocked {
+        #[serde(default)]
+        test_clock: Option<String>,
+    }
+    serde_json::from_slice::<Clocked>(doc).ok().and_then(|c| c.test_clock)
 }

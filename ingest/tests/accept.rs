@@ -50,6 +50,7 @@ impl Harness {
             external_accounts: None,
             created_at: Utc::now(),
             accounts: Vec::new(),
+            test_clock: None,
         };
         let mut op = Op::put_doc(Table::Customers, id, &customer).unwrap();
         if let Some(ext) = external_id {

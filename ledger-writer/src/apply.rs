@@ -23,8 +23,8 @@ use schemas::catalog::{Asset, Product};
 use schemas::currency::is_iso_currency;
 use schemas::customer::WalletAccount;
 use schemas::ledger::{
-    AdjustmentCommand, ChargeCommand, LedgerInput, PostingLine, RatedEvent, RatedUsage, StoredEvent,
-    Transaction, TransactionType,
+    AdjustmentCommand, ChargeCommand, DomainEvent, LedgerInput, PostingLine, RatedEvent, RatedUsage,
+    StoredEvent, TickCommand, Transaction, TransactionType,
 };
 use schemas::usage::{EventFee, UsageEvent};
 use schemas::{Decimal, Timestamp};
@@ -65,6 +65,10 @@ pub struct Postings {
     pub duplicate_conflicts: u64,
     /// `accepted_at` of every usage event posted, for the event-to-balance latency.
     pub usage_accepted_at: Vec<Timestamp>,
+    /// Domain events by `DomainEvent::key`, written in the same commit as the change.
+    pub outbox: BTreeMap<String, DomainEvent>,
+    /// Schedule entries answered by ticks of this batch (`Table::Schedule` keys).
+    pub unscheduled: BTreeSet<String>,
 }
 
 /// What [`apply`] did with an input.
@@ -95,10 +99,11 @@ pub fn apply(
     let now = state.clock.map_or(accepted_at, |clock| clock.max(accepted_at));
     let mut draft = state.clone();
     let mut step = Step { draft: &mut draft, known, out: &*out, now, accepted_at, new: Postings::default() };
-    let result = step.touch().and_then(|()| match input {
+    let result = step.advance().and_then(|()| match input {
         LedgerInput::Usage(usage) => step.usage(usage),
         LedgerInput::Adjustment(cmd) => step.adjustment(cmd),
         LedgerInput::Charge(cmd) => step.charge(cmd),
+        LedgerInput::Tick(tick) => step.tick(tick),
     });
     let new = step.new;
     let outcome = match result {
@@ -109,6 +114,8 @@ pub fn apply(
             out.duplicate_events += new.duplicate_events;
             out.duplicate_conflicts += new.duplicate_conflicts;
             out.usage_accepted_at.extend(new.usage_accepted_at);
+            out.outbox.extend(new.outbox);
+            out.unscheduled.extend(new.unscheduled);
             Outcome::Applied
         }
         Err(error) => {
@@ -168,6 +175,7 @@ pub fn posting_line(line: &Line) -> PostingLine {
         Line::ToDebt { .. } => ("to_debt", None),
         Line::RepaidDebt { grant, .. } => ("repaid_debt", Some(grant.clone())),
         Line::Expired { grant, .. } => ("expired", Some(grant.clone())),
+        Line::RolledOver { grant, .. } => ("rolled_over", Some(grant.clone())),
     };
     PostingLine { kind: kind.to_string(), grant, amount: line.amount() }
 }
@@ -190,6 +198,9 @@ fn negated(amount: Decimal) -> Decimal {
         -amount
     }
 }
+
+#[path = "subscriptions.rs"]
+mod subscriptions;
 
 /// The rating context over a customer's ledger: tier counters and default-account balances.
 struct StateContext<'s> {
@@ -279,13 +290,25 @@ impl Step<'_> {
         }
     }
 
-    /// Writes off expired grants and repays debt from grants that became effective, on every
-    /// account, in account order.
-    fn touch(&mut self) -> Result<(), PostingError> {
-        let now = self.now;
+    /// Time passed: applies everything due (see [`subscriptions`]), after taking the customer's
+    /// subscriptions from the document the tick carries.
+    fn tick(&mut self, tick: TickCommand) -> Result<(), PostingError> {
+        if let Some(key) = tick.due_key {
+            self.new.unscheduled.insert(key);
+        }
+        if let Some(snapshot) = tick.customer {
+            self.adopt(snapshot)?;
+            self.advance()?;
+        }
+        Ok(())
+    }
+
+    /// Writes off the grants that expired at or before `at`, on every account, in account order:
+    /// one `expiry` transaction and one `grant.expired` event each.
+    fn expire(&mut self, at: Timestamp) -> Result<(), PostingError> {
         let mut expiries = Vec::new();
         for (account_id, account) in &mut self.draft.accounts {
-            for (purpose, line) in account.expire(now) {
+            for (purpose, line) in account.expire(at) {
                 let Line::Expired { grant, amount } = &line else { continue };
                 let Some(g) = account.grants.iter().find(|g| &g.id == grant) else { continue };
                 let basis = if purpose == Purpose::Paid { g.revenue_basis } else { Decimal::ZERO };
@@ -299,13 +322,19 @@ impl Step<'_> {
                     revenue,
                 ));
             }
-            account.settle_debt(now);
         }
         for (account_id, id, amount, expired_at, line, revenue) in expiries {
             let mut t = self.transaction(&id, TransactionType::Expiry, &account_id, negated(amount));
             t.created_at = expired_at;
             t.lines = vec![posting_line(&line)];
             t.revenue = revenue;
+            let data = serde_json::json!({
+                "grant_id": t.lines[0].grant,
+                "account_id": account_id,
+                "amount": amount,
+                "expired_at": expired_at,
+            });
+            self.event(&id, "grant.expired", expired_at, data);
             self.post(t);
         }
         Ok(())
@@ -424,6 +453,18 @@ impl Step<'_> {
                 .entry(delta.price_id.to_string())
                 .or_default();
             *counter = counter.checked_add(delta.quantity).ok_or(PostingError::Overflow)?;
+        }
+        for deferred in &rating.deferred {
+            let dimensions = deferred.dimensions.map(|d| serde_json::to_string(d).unwrap_or_default());
+            let tally = self
+                .draft
+                .postpaid
+                .entry(deferred.price_id.to_string())
+                .or_default()
+                .entry(dimensions.unwrap_or_default())
+                .or_default();
+            tally.events = tally.events.checked_add(Decimal::ONE).ok_or(PostingError::Overflow)?;
+            tally.volume = tally.volume.checked_add(deferred.volume).ok_or(PostingError::Overflow)?;
         }
         Ok((fees, rating.warnings))
     }

@@ -185,6 +185,16 @@ impl LedgerClient {
         Self { log, posted, timeout: Duration::from_secs(30) }
     }
 
+    /// The log the commands go to.
+    pub fn log(&self) -> &SharedLog {
+        &self.log
+    }
+
+    /// The `ledger.input` partition of a customer.
+    pub fn partition_of(&self, customer: &str) -> u32 {
+        partition_for(customer.as_bytes(), self.log.partition_count())
+    }
+
     /// Appends `input` to `ledger.input` under its customer's partition and returns once the
     /// partition's writer has posted it (or decided it posts nothing, e.g. an idempotent replay).
     pub async fn submit(&self, input: &LedgerInput) -> Result<(), SubmitError> {

@@ -10,6 +10,8 @@
 //! - [`apply`]: applying one decoded input to a customer's in-memory state, producing the
 //!   transactions and events to write. Pure and deterministic: no IO, no wall clock.
 //! - [`fixtures`]: builders of inputs and products for the tests.
+//! - [`scheduler`]: turns time into ledger inputs: ticks for customers whose next change is
+//!   due, run beside each partition's writer.
 //! - [`writer`]: the async shell, one task per partition: reads batches, loads what they need,
 //!   applies them and commits each batch in one fenced, atomic store write.
 
@@ -17,6 +19,7 @@ pub mod apply;
 pub mod client;
 pub mod fixtures;
 pub mod posting;
+pub mod scheduler;
 pub mod state;
 pub mod writer;
 

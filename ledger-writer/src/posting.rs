@@ -6,7 +6,7 @@
 //! - every debit's lines sum to its amount;
 //! - `remaining` never goes below zero and debt never below zero;
 //! - conservation: `sum(grant amounts) = sum(remaining) + sum(debited from grants)
-//!   + sum(repaid debt) + sum(written off)`;
+//!   + sum(repaid debt) + sum(written off) + sum(rolled over)`;
 //! - `available = sum(remaining of eligible grants) - debt`.
 
 use schemas::{Decimal, Timestamp};
@@ -66,6 +66,9 @@ pub enum Line {
     RepaidDebt { grant: String, amount: Decimal },
     /// A grant's remainder written off at expiry.
     Expired { grant: String, amount: Decimal },
+    /// A grant's remainder carried into its successor by a `rollover` entitlement: the grant is
+    /// closed without an expiry (and without breakage revenue).
+    RolledOver { grant: String, amount: Decimal },
 }
 
 impl Line {
@@ -74,7 +77,8 @@ impl Line {
             Line::FromGrant { amount, .. }
             | Line::ToDebt { amount }
             | Line::RepaidDebt { amount, .. }
-            | Line::Expired { amount, .. } => *amount,
+            | Line::Expired { amount, .. }
+            | Line::RolledOver { amount, .. } => *amount,
         }
     }
 }
@@ -213,6 +217,14 @@ impl Account {
             grant.remaining = Decimal::ZERO;
         }
         written_off
+    }
+
+    /// Closes grant `id` for a rollover: its remainder leaves it (to be carried into the next
+    /// period's grant) and is not written off. `None` if the account has no such grant.
+    pub fn roll_over(&mut self, id: &str) -> Option<Line> {
+        let grant = self.grants.iter_mut().find(|g| g.id == id)?;
+        let amount = std::mem::take(&mut grant.remaining);
+        Some(Line::RolledOver { grant: grant.id.clone(), amount })
     }
 
     /// The next moment a time-driven change (an expiry) is due.
@@ -383,6 +395,7 @@ mod tests {
             Credit { amount: i64, purpose: u8, effective: u32, life: u32 },
             Debit { amount: i64 },
             Expire,
+            RollOver { grant: usize },
         }
 
         fn step() -> impl Strategy<Value = Step> {
@@ -392,6 +405,7 @@ mod tests {
                 }),
                 (0i64..10_000).prop_map(|amount| Step::Debit { amount }),
                 Just(Step::Expire),
+                (0usize..60).prop_map(|grant| Step::RollOver { grant }),
             ]
         }
 
@@ -399,8 +413,8 @@ mod tests {
             #[test]
             fn conservation_and_available_hold_for_any_sequence(steps in prop::collection::vec(step(), 1..60)) {
                 let mut a = Account::new();
-                let (mut from_grants, mut repaid, mut written_off, mut to_debt) =
-                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
+                let (mut from_grants, mut repaid, mut written_off, mut to_debt, mut rolled) =
+                    (Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO, Decimal::ZERO);
                 for (i, s) in steps.into_iter().enumerate() {
                     // Time moves forward one day per step, within January.
                     let now = t(1 + (i as u32 % 28));
@@ -418,6 +432,7 @@ mod tests {
                             lines
                         }
                         Step::Expire => a.expire(now).into_iter().map(|(_, l)| l).collect(),
+                        Step::RollOver { grant } => a.roll_over(&format!("g{grant}")).into_iter().collect(),
                     };
                     for line in lines {
                         match line {
@@ -425,13 +440,14 @@ mod tests {
                             Line::RepaidDebt { amount, .. } => repaid += amount,
                             Line::Expired { amount, .. } => written_off += amount,
                             Line::ToDebt { amount } => to_debt += amount,
+                            Line::RolledOver { amount, .. } => rolled += amount,
                         }
                     }
                     prop_assert!(a.grants.iter().all(|g| g.remaining >= Decimal::ZERO && g.remaining <= g.amount));
                     prop_assert!(a.debt >= Decimal::ZERO);
                     let granted: Decimal = a.grants.iter().map(|g| g.amount).sum();
                     let remaining: Decimal = a.grants.iter().map(|g| g.remaining).sum();
-                    prop_assert_eq!(granted, remaining + from_grants + repaid + written_off);
+                    prop_assert_eq!(granted, remaining + from_grants + repaid + written_off + rolled);
                     prop_assert_eq!(a.debt, to_debt - repaid);
                     let eligible: Decimal = a.grants.iter().filter(|g| g.is_eligible(now)).map(|g| g.remaining).sum();
                     prop_assert_eq!(a.available(now), eligible - a.debt);

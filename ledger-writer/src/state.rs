@@ -1,6 +1,7 @@
 //! What the writer stores per customer and per partition.
 
 use crate::posting::Account;
+use schemas::customer::SubscribedProduct;
 use schemas::{Decimal, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -24,11 +25,75 @@ pub struct LedgerState {
     /// cumulative quantity.
     #[serde(default)]
     pub counters: BTreeMap<String, BTreeMap<String, Decimal>>,
+    /// Subscriptions being billed over time, by subscription id (`docs/subscriptions.md`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subscriptions: BTreeMap<String, SubscriptionLedger>,
+    /// Post-paid usage counted in the open period: price id → dimension key → tally.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub postpaid: BTreeMap<String, BTreeMap<String, Tally>>,
+    /// The revision of the customer document the subscriptions were last taken from: an older
+    /// snapshot arriving later is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_revision: Option<u64>,
+    /// The test clock the customer lives by: its changes are driven by the clock's advances,
+    /// not by the wall-clock scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_clock: Option<String>,
+    /// The `Table::Schedule` key written for the next due change, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled: Option<String>,
+}
+
+/// What the writer keeps of one subscription to bill it over time.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SubscriptionLedger {
+    /// The start of the billing cycle; `None` while the subscription bills nothing (inactive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Timestamp>,
+    pub products: Vec<SubscribedProduct>,
+    /// Whether the cycle's items were opened at the anchor.
+    #[serde(default)]
+    pub opened: bool,
+    /// The cycle's items (entitlements, fixed prices, post-paid prices) by item key.
+    #[serde(default)]
+    pub items: BTreeMap<String, Item>,
+}
+
+/// One item of a billing cycle: its current period `[start, end)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// The period number within the cycle (0 at the anchor).
+    pub period: u32,
+    pub start: Timestamp,
+    /// When the period ends and the item is due again; `None`: the item is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<Timestamp>,
+    /// The grant an entitlement issued for this period (`{account_id}|{grant_id}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grant: Option<String>,
+}
+
+/// Post-paid usage of one price (and dimension combination) in the open period.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Tally {
+    pub events: Decimal,
+    pub volume: Decimal,
 }
 
 impl LedgerState {
     pub fn new(customer_id: &str) -> Self {
         Self { customer_id: customer_id.to_string(), ..Self::default() }
+    }
+
+    /// The next moment a time-driven change is due: a grant's expiry, a cycle's opening, an
+    /// item's period end.
+    pub fn next_due(&self) -> Option<Timestamp> {
+        let expiry = self.accounts.values().filter_map(Account::next_expiry).min();
+        let subscriptions = self.subscriptions.values().filter_map(|s| match s.anchor {
+            Some(anchor) if !s.opened => Some(anchor),
+            _ => s.items.values().filter_map(|i| i.end).min(),
+        });
+        expiry.into_iter().chain(subscriptions).min()
     }
 
     /// `available` of an account at `now` (zero for an account with no postings yet).

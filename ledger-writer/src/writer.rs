@@ -91,7 +91,15 @@ pub async fn run_partition(
     options: WriterOptions,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), WriterError> {
-    let mut writer = Writer::start(store, Arc::clone(&log), partition, posted).await?;
+    let mut writer = Writer::start(store.clone(), Arc::clone(&log), partition, posted).await?;
+    // The partition's scheduler runs while this writer does (aborted when it returns).
+    let _scheduler = AbortOnDrop(tokio::spawn(crate::scheduler::run(
+        store,
+        Arc::clone(&log),
+        partition,
+        Arc::new(schemas::clock::SystemClock),
+        shutdown.clone(),
+    )));
     let mut events_per_record = 1.0;
     let mut backoff = FIRST_BACKOFF;
     let mut in_flight: Option<InFlight> = None;
@@ -187,6 +195,15 @@ pub fn spawn_all(
             ))
         })
         .collect()
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Resolves once `shutdown` is true; never, if its sender is gone without saying so.
@@ -361,12 +378,46 @@ impl Writer {
                 apply::apply(state, offset, input, &lookup, &mut out);
             }
         }
+        let schedule = self.reschedule(&out).map_err(Failure::Retry)?;
         let last = records.last().map_or(self.progress.next_offset, |r| r.offset + 1);
         let first = records.first().map_or(self.progress.next_offset, |r| r.offset);
         let next = PartitionProgress { next_offset: last, epoch: self.progress.epoch, batch_start: first };
         let expected = self.revision + u64::from(in_flight.is_some());
-        let ops = self.batch(next, expected, &out).map_err(Failure::Retry)?;
+        let mut ops = self.batch(next, expected, &out).map_err(Failure::Retry)?;
+        ops.extend(schedule);
         Ok(Prepared { ops, next, records: records.len(), out })
+    }
+
+    /// Keeps each touched customer's entry in `Table::Schedule` at its next due change (none for
+    /// a customer on a test clock: its advances drive it), and removes the entries the batch's
+    /// ticks answered.
+    fn reschedule(&mut self, out: &Postings) -> Result<Vec<Op>, StoreError> {
+        let mut ops = Vec::new();
+        let mut wanted = HashSet::new();
+        for customer in &out.customers {
+            let Some(state) = self.customers.get_mut(customer) else { continue };
+            let due = state.next_due().filter(|_| state.test_clock.is_none());
+            let key = due.map(|at| crate::scheduler::due_key(self.partition, at, customer));
+            if let Some(key) = &key {
+                wanted.insert(key.clone());
+            }
+            if key == state.scheduled {
+                continue;
+            }
+            if let Some(old) = state.scheduled.take() {
+                ops.push(Op::delete(Table::Schedule, old));
+            }
+            if let Some(key) = &key {
+                ops.push(Op::put_doc(Table::Schedule, key.as_str(), &serde_json::json!({}))?);
+            }
+            state.scheduled = key;
+        }
+        for key in &out.unscheduled {
+            if !wanted.contains(key) {
+                ops.push(Op::delete(Table::Schedule, key.as_str()));
+            }
+        }
+        Ok(ops)
     }
 
     /// The records of this partition's customers, decoded; anything else is logged and skipped.
@@ -506,7 +557,27 @@ impl Writer {
                 LedgerInput::Charge(cmd) => {
                     transaction_keys.push(Transaction::key(&cmd.customer_id, &cmd.request.transaction_id));
                 }
+                LedgerInput::Tick(tick) => {
+                    for sub in tick.customer.iter().flat_map(|c| &c.subscriptions) {
+                        for product in &sub.products {
+                            self.load_product(store, product.id.as_str(), product.version, &mut fetched)
+                                .await?;
+                        }
+                    }
+                }
             }
+        }
+        // Time-driven changes read the versions the customers' cycles pin.
+        let pinned: HashSet<(&str, u32)> = inputs
+            .iter()
+            .filter_map(|(_, input)| self.customers.get(input.customer_id()))
+            .flat_map(|state| state.subscriptions.values())
+            .flat_map(|sub| &sub.products)
+            .map(|p| (p.id.as_str(), p.version))
+            .collect();
+        let pinned: Vec<(String, u32)> = pinned.into_iter().map(|(id, v)| (id.to_string(), v)).collect();
+        for (id, version) in pinned {
+            self.load_product(store, &id, version, &mut fetched).await?;
         }
         for (key, record) in event_keys.iter().zip(store.get_many(Table::Events, &event_keys).await?) {
             let Some(record) = record else { continue };
@@ -597,6 +668,9 @@ impl Writer {
         }
         for (key, event) in &out.events {
             ops.push(Op::put_doc(Table::Events, key.as_str(), event)?.expect(Expect::Absent));
+        }
+        for (key, event) in &out.outbox {
+            ops.push(Op::put_doc(Table::Outbox, key.as_str(), event)?);
         }
         Ok(ops)
     }

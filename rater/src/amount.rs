@@ -139,6 +139,61 @@ pub fn price<'a>(
     Some(Priced { amount: clamp(priced.amount, priced.value).normalize(), value: priced.value })
 }
 
+/// A post-paid period's amount (`semantics.md` §6): the period's `events` and total volume
+/// (`usage.volume`) priced as one quantity, so tiers, packages and clamps apply to the period.
+/// Unit usage counts events; `unit_and_volume` adds `unit_price` per event to the volume's
+/// amount.
+pub fn period_total(
+    model: Option<PricingModel>,
+    usage: Usage,
+    events: Decimal,
+    values: &[PriceValue],
+) -> Option<Decimal> {
+    let quantity = match usage.usage_type {
+        UsageType::Unit => events,
+        UsageType::Volume | UsageType::UnitAndVolume => usage.volume?,
+        UsageType::Custom => return None,
+    };
+    // Price the quantity as a volume, then add per-event unit prices where they apply.
+    let as_volume = Usage { usage_type: UsageType::Volume, volume: Some(quantity) };
+    let unit_only =
+        |v: &PriceValue| PriceValue { volume_rate: v.unit_price, package_size: None, ..v.clone() };
+    let (amount, value) = match model.unwrap_or(PricingModel::Flat) {
+        PricingModel::Flat | PricingModel::Package | PricingModel::Bulk => {
+            let value = match model {
+                Some(PricingModel::Bulk) => tier_at(values, quantity)?,
+                _ => values.first()?,
+            };
+            let amount = match (model, usage.usage_type) {
+                (Some(PricingModel::Package), UsageType::Unit) => package(
+                    as_volume,
+                    &PriceValue { volume_rate: value.volume_rate.or(value.unit_price), ..value.clone() },
+                )?,
+                (Some(PricingModel::Package), _) => package(as_volume, value)?,
+                (_, UsageType::Unit) => prorata(quantity, &unit_only(value))?,
+                _ => prorata(quantity, value)?,
+            };
+            (amount, value)
+        }
+        PricingModel::Tiered => {
+            let tiers: Vec<PriceValue>;
+            let priced_tiers = if usage.usage_type == UsageType::Unit {
+                tiers = values.iter().map(unit_only).collect();
+                tiers.as_slice()
+            } else {
+                values
+            };
+            let priced = graduated(as_volume, priced_tiers, Decimal::ZERO)?;
+            (priced.amount, tier_at(values, quantity)?)
+        }
+    };
+    let per_event = match usage.usage_type {
+        UsageType::UnitAndVolume => events.checked_mul(zero_or(value.unit_price))?,
+        _ => Decimal::ZERO,
+    };
+    Some(clamp(amount.checked_add(per_event)?, value).normalize())
+}
+
 /// `min_amount` / `max_amount` of the value applied.
 pub fn clamp(amount: Decimal, v: &PriceValue) -> Decimal {
     let amount = v.min_amount.map_or(amount, |min| amount.max(min));

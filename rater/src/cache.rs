@@ -118,6 +118,7 @@ mod tests {
             external_accounts: None,
             created_at: "2026-01-01T00:00:00Z".parse().unwrap(),
             accounts: Vec::new(),
+            test_clock: None,
         }
     }
 

@@ -34,12 +34,24 @@ pub struct CounterDelta<'a> {
     pub quantity: Decimal,
 }
 
+/// Usage of a post-paid price (`billing_model: recurring`): counted now, billed at the period's
+/// end on the period's totals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Deferred<'a> {
+    pub price_id: &'a str,
+    /// The dimensions of the dimensional price that matched (the tally is kept per combination).
+    pub dimensions: Option<&'a BTreeMap<String, String>>,
+    /// The event's volume (0 for unit usage).
+    pub volume: Decimal,
+}
+
 /// The result of rating one event; reusable across events to avoid allocations.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Rating<'a> {
     pub fees: Vec<Fee<'a>>,
     pub warnings: Vec<String>,
     pub counters: Vec<CounterDelta<'a>>,
+    pub deferred: Vec<Deferred<'a>>,
 }
 
 impl Rating<'_> {
@@ -47,6 +59,7 @@ impl Rating<'_> {
         self.fees.clear();
         self.warnings.clear();
         self.counters.clear();
+        self.deferred.clear();
     }
 }
 

@@ -3,11 +3,11 @@
 
 use crate::amount::{self, Usage};
 use crate::context::RatingContext;
-use crate::fee::{CounterDelta, Fee, Rating};
+use crate::fee::{CounterDelta, Deferred, Fee, Rating};
 use crate::period::PeriodKey;
 use schemas::catalog::{
-    DimensionalPrice, PriceBase, PriceKind, PriceValue, PriceValues, PricingModel, ProductVersion, TierBasis,
-    UsageBasedAssetPricing, UsageBasedPrice, UsageType,
+    BillingModel, DimensionalPrice, PriceBase, PriceKind, PriceValue, PriceValues, PricingModel,
+    ProductVersion, TierBasis, UsageBasedAssetPricing, UsageBasedPrice, UsageType,
 };
 use schemas::usage::UsageEvent;
 use schemas::Decimal;
@@ -128,6 +128,19 @@ fn rate_price<'a>(
         Err(why) => return warn(out, base, event, &why),
     };
     let price_id = base.id.as_ref().map_or("", |id| id.as_str());
+    if matches!(price.billing_model, BillingModel::Recurring(_)) {
+        // Post-paid: counted now, priced on the period's totals when it closes.
+        let dimensions = match price.pricing.first().map(|p| &p.values) {
+            Some(PriceValues::Dimensional(list)) => match best_dimensional(event, list) {
+                Some(dp) => Some(&dp.dimensions),
+                None => return warn(out, base, event, "no dimensional price matches the event's data"),
+            },
+            _ => None,
+        };
+        let volume = usage.volume.unwrap_or(Decimal::ZERO);
+        out.deferred.push(Deferred { price_id, dimensions, volume });
+        return;
+    }
     let tiering = base.tiering.as_ref();
     let basis = tiering.and_then(|t| t.basis);
     let tiered = base.pricing_model == Some(PricingModel::Tiered);

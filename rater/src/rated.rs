@@ -80,7 +80,8 @@ pub fn rate_usage(raw: RawUsage, customer: &Customer, products: &Products) -> Ra
             rate(&event, &subscribed, &probe, &mut rating);
             let fees = rating.fees.iter().map(|fee| fee.to_event_fee(&event)).collect();
             warnings.append(&mut rating.warnings);
-            let needs_state = probe.was_asked();
+            // Post-paid usage is counted by the writer, which owns the period's tallies.
+            let needs_state = probe.was_asked() || !rating.deferred.is_empty();
             // Only the writer's second rating reads the pinned list: other events travel without it.
             let products = if needs_state { pinned.into_iter().cloned().collect() } else { Vec::new() };
             RatedEvent { products, fees, warnings, needs_state, event }
@@ -117,6 +118,8 @@ mod tests {
                 id: SubscriptionId::from_raw("sub_1"),
                 started_at: at("2026-01-01T00:00:00Z"),
                 renews_at: None,
+                anchored_at: None,
+                period: None,
                 status: SubscriptionStatus::Active,
                 products: pinned
                     .iter()
@@ -130,6 +133,7 @@ mod tests {
             external_accounts: None,
             created_at: at("2026-01-01T00:00:00Z"),
             accounts: Vec::new(),
+            test_clock: None,
         }
     }
 

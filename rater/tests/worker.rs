@@ -103,6 +103,8 @@ impl Pipeline {
                     id: SubscriptionId::from_raw(format!("sub_{i}")),
                     started_at: at("2026-01-01T00:00:00Z"),
                     renews_at: None,
+                    anchored_at: None,
+                    period: None,
                     status: *status,
                     products: vec![SubscribedProduct {
                         id: ProductId::from_raw(*product),
@@ -114,6 +116,7 @@ impl Pipeline {
             external_accounts: None,
             created_at: at("2026-01-01T00:00:00Z"),
             accounts: Vec::new(),
+            test_clock: None,
         };
         let op = Op::put_doc(Table::Customers, CUSTOMER, &customer).unwrap().unique("external_id", "ext-1");
         self.store.write(vec![op]).await.unwrap();

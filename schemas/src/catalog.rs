@@ -314,6 +314,11 @@ impl<'de> Deserialize<'de> for Price {
         let kind = if usage_based {
             PriceKind::UsageBased(tagged::from_value(&value)?)
         } else {
+            if value.get("usage_calculation").is_some() {
+                return Err(D::Error::custom(
+                    "a `fixed` price has no `usage_calculation` (use a `usage_based` price)",
+                ));
+            }
             PriceKind::Fixed(tagged::from_value(&value)?)
         };
         Ok(Price { base, kind })
@@ -538,6 +543,7 @@ pub enum CostBasis {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "EntitlementWire")]
 pub struct Entitlement {
     pub name: String,
     pub asset: String,
@@ -548,6 +554,115 @@ pub struct Entitlement {
     pub accounting: Option<EntitlementAccounting>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+}
+
+/// An entitlement as a request may write it: the current shape (`lifecycle: {duration,
+/// duration_count, refresh: {strategy}}`) or the older one of the integration guide
+/// (`refresh: {interval, strategy}`, read as `duration: interval`, `duration_count: 1`).
+#[derive(Deserialize)]
+struct EntitlementWire {
+    name: String,
+    asset: String,
+    amount: Decimal,
+    purpose: EntitlementPurpose,
+    #[serde(default)]
+    lifecycle: Option<EntitlementLifecycle>,
+    #[serde(default)]
+    refresh: Option<LegacyRefresh>,
+    #[serde(default)]
+    accounting: Option<EntitlementAccounting>,
+    #[serde(default)]
+    priority: Option<i32>,
+}
+
+#[derive(Deserialize)]
+struct LegacyRefresh {
+    interval: Interval,
+    strategy: RefreshStrategy,
+}
+
+impl TryFrom<EntitlementWire> for Entitlement {
+    type Error = String;
+    fn try_from(w: EntitlementWire) -> Result<Self, String> {
+        let lifecycle = match (w.lifecycle, w.refresh) {
+            (Some(lifecycle), None) => lifecycle,
+            (None, Some(legacy)) => EntitlementLifecycle {
+                duration: legacy.interval,
+                duration_count: Some(1),
+                refresh: Some(EntitlementRefresh { strategy: legacy.strategy }),
+            },
+            (Some(_), Some(_)) => return Err("give `lifecycle` or the older `refresh`, not both".into()),
+            (None, None) => return Err("missing field `lifecycle`".into()),
+        };
+        Ok(Entitlement {
+            name: w.name,
+            asset: w.asset,
+            amount: w.amount,
+            purpose: w.purpose,
+            lifecycle,
+            accounting: w.accounting,
+            priority: w.priority,
+        })
+    }
+}
+
+impl Entitlement {
+    /// The length of one period of the entitlement.
+    pub fn period(&self) -> Period {
+        Period { interval: self.lifecycle.duration, count: self.lifecycle.duration_count.unwrap_or(1) }
+    }
+}
+
+/// A billing period: `count` times `interval` (`duration * duration_count` of an entitlement,
+/// `interval * interval_count` of a recurring price). Periods are anchored: the `k`-th boundary
+/// is `anchor + k * count * interval`, computed from the anchor each time so that month ends do
+/// not drift (Jan 31, Feb 28, Mar 31, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Period {
+    pub interval: Interval,
+    pub count: u32,
+}
+
+impl Period {
+    /// `anchor + k` periods; `None` beyond the calendar's range.
+    pub fn boundary(self, anchor: Timestamp, k: u32) -> Option<Timestamp> {
+        let n = k.checked_mul(self.count.max(1))?;
+        match self.interval {
+            Interval::Day => anchor.checked_add_signed(chrono::Duration::days(i64::from(n))),
+            Interval::Week => anchor.checked_add_signed(chrono::Duration::weeks(i64::from(n))),
+            Interval::Month => anchor.checked_add_months(chrono::Months::new(n)),
+            Interval::Year => anchor.checked_add_months(chrono::Months::new(n.checked_mul(12)?)),
+        }
+    }
+
+    /// The first boundary strictly after `at` (the anchor itself if `at` is before it).
+    pub fn next_after(self, anchor: Timestamp, at: Timestamp) -> Option<Timestamp> {
+        if at < anchor {
+            return Some(anchor);
+        }
+        // Start from a guess that never overshoots (the longest month and year), then step:
+        // about one step per ten periods elapsed.
+        let longest_days: i64 = match self.interval {
+            Interval::Day => 1,
+            Interval::Week => 7,
+            Interval::Month => 31,
+            Interval::Year => 366,
+        } * i64::from(self.count.max(1));
+        let mut k = u32::try_from((at - anchor).num_days() / longest_days).unwrap_or(u32::MAX);
+        loop {
+            let b = self.boundary(anchor, k)?;
+            if b > at {
+                return Some(b);
+            }
+            k = k.checked_add(1)?;
+        }
+    }
+}
+
+impl RecurringSchedule {
+    pub fn period(&self) -> Period {
+        Period { interval: self.interval, count: self.interval_count.unwrap_or(1) }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 //! Customers with their subscriptions, wallet accounts, vendors and connected accounts, as
 //! stored and (mostly) as served.
 
-use crate::catalog::VersionSelector;
+use crate::catalog::{Period, VersionSelector};
 use crate::ids::{ConnectedAccountId, CustomerId, ProductId, SubscriptionId, VendorId};
 use crate::{Decimal, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,10 @@ pub struct Customer {
     /// is serialized by the customer document's revision.
     #[serde(default)]
     pub accounts: Vec<String>,
+    /// The test clock the customer was attached to at creation (test environment only): its
+    /// time is the customer's time, for usage, commands and every time-driven change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_clock: Option<String>,
 }
 
 impl Customer {
@@ -84,6 +88,50 @@ pub struct Subscription {
     pub renews_at: Option<Timestamp>,
     pub status: SubscriptionStatus,
     pub products: Vec<SubscribedProduct>,
+    /// Where the current billing cycle is anchored: the start, or the moment the subscription
+    /// was last made active again or moved to another version (`docs/subscriptions.md`).
+    /// Internal: not part of the API's view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchored_at: Option<Timestamp>,
+    /// The cycle's period (the first recurring price's, else the first refreshing
+    /// entitlement's), which `renews_at` follows. Internal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<Period>,
+}
+
+impl Subscription {
+    /// The start of the current billing cycle.
+    pub fn anchor(&self) -> Timestamp {
+        self.anchored_at.unwrap_or(self.started_at)
+    }
+
+    /// Whether the subscription bills (now or from its start).
+    pub fn is_billing(&self) -> bool {
+        matches!(self.status, SubscriptionStatus::Active | SubscriptionStatus::Scheduled)
+    }
+
+    /// Brings the lifecycle to `now`: a `scheduled` subscription whose start has passed is
+    /// `active`, and `renews_at` is the cycle's next boundary after `now`. Returns whether
+    /// anything changed.
+    pub fn settle(&mut self, now: Timestamp) -> bool {
+        let before = (self.status, self.renews_at);
+        if self.status == SubscriptionStatus::Scheduled && self.started_at <= now {
+            self.status = SubscriptionStatus::Active;
+        }
+        if let (true, Some(period)) = (self.is_billing(), self.period) {
+            self.renews_at = period.next_after(self.anchor(), now.max(self.anchor())).or(self.renews_at);
+        }
+        before != (self.status, self.renews_at)
+    }
+
+    /// The subscription as the API shows it at `now` (settled, internals left out).
+    pub fn view(&self, now: Timestamp) -> Subscription {
+        let mut view = self.clone();
+        view.settle(now);
+        view.anchored_at = None;
+        view.period = None;
+        view
+    }
 }
 
 /// A product pinned by a subscription: `default` is resolved to a number at subscribe time.
@@ -182,6 +230,8 @@ mod tests {
             started_at: at(started_at),
             renews_at: None,
             status,
+            anchored_at: None,
+            period: None,
             products: products
                 .iter()
                 .map(|(p, v)| SubscribedProduct {
@@ -212,6 +262,7 @@ mod tests {
             external_accounts: None,
             created_at: at("2026-01-01T00:00:00Z"),
             accounts: Vec::new(),
+            test_clock: None,
         };
         let ids = |when: &str| {
             customer
@@ -242,6 +293,7 @@ mod tests {
             external_accounts: None,
             created_at: at("2026-01-01T10:00:00Z"),
             accounts: Vec::new(),
+            test_clock: None,
         };
         customer.subscriptions[0].started_at = at("2026-01-01T10:00:00.734Z");
         assert_eq!(customer.products_active_at(at("2026-01-01T10:00:00Z")).len(), 1);

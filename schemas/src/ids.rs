@@ -77,6 +77,10 @@ prefixed_id!(
     /// A connected account (a platform's own sub-account).
     ConnectedAccountId, "acct"
 );
+prefixed_id!(
+    /// A test clock.
+    TestClockId, "clock"
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@
 //! moment it was accepted (`accepted_at`): the writer takes its clock from its inputs, never
 //! from the wall, so the same inputs always produce the same ledger (architecture invariant 5).
 
-use crate::customer::{Metadata, SubscribedProduct};
+use crate::customer::{Metadata, SubscribedProduct, Subscription};
 use crate::usage::{EventFee, UsageEvent};
 use crate::{Decimal, Timestamp};
 use chrono::NaiveDate;
@@ -38,6 +38,9 @@ pub enum LedgerInput {
     Usage(RatedUsage),
     Adjustment(AdjustmentCommand),
     Charge(ChargeCommand),
+    /// Time passed for the customer (a due change, a subscription change, a test clock): the
+    /// writer applies every time-driven change up to `accepted_at`.
+    Tick(TickCommand),
 }
 
 impl LedgerInput {
@@ -46,6 +49,7 @@ impl LedgerInput {
             LedgerInput::Usage(u) => &u.customer_id,
             LedgerInput::Adjustment(a) => &a.customer_id,
             LedgerInput::Charge(c) => &c.customer_id,
+            LedgerInput::Tick(t) => &t.customer_id,
         }
     }
 
@@ -54,6 +58,7 @@ impl LedgerInput {
             LedgerInput::Usage(u) => u.accepted_at,
             LedgerInput::Adjustment(a) => a.accepted_at,
             LedgerInput::Charge(c) => c.accepted_at,
+            LedgerInput::Tick(t) => t.accepted_at,
         }
     }
 }
@@ -104,6 +109,54 @@ pub struct ChargeCommand {
     pub accepted_at: Timestamp,
     pub body_hash: String,
     pub request: CreateChargeRequest,
+}
+
+/// Time moved for a customer: everything due up to `accepted_at` is applied, in time order
+/// (`docs/subscriptions.md`). Sent by the partition's scheduler when a change falls due, by the
+/// API after a subscription change, and by a test clock's advance. Applying one twice, or one
+/// that is late, changes nothing more: every change it causes has an id of its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TickCommand {
+    pub customer_id: String,
+    pub accepted_at: Timestamp,
+    /// The schedule entry (`Table::Schedule` key) this tick answers: removed when it is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_key: Option<String>,
+    /// The customer's subscriptions as stored: the writer adopts them unless it has already
+    /// seen a later revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<CustomerSnapshot>,
+}
+
+/// What the writer needs of a customer document to bill its subscriptions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CustomerSnapshot {
+    /// The customer document's store revision.
+    pub revision: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_clock: Option<String>,
+    #[serde(default)]
+    pub subscriptions: Vec<Subscription>,
+}
+
+/// A domain event recorded with the change it reports (`Table::Outbox`, key
+/// `{customer_id}/{id}`), for webhooks to deliver. Ids are stable functions of the change, so a
+/// change recorded twice is one event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub customer_id: String,
+    /// When the change took effect (the customer's time).
+    pub created: Timestamp,
+    pub data: serde_json::Value,
+}
+
+impl DomainEvent {
+    pub fn key(customer_id: &str, id: &str) -> String {
+        format!("{customer_id}/{id}")
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 description of every implemented route.
 
 pub mod catalog;
+pub mod clock;
 pub mod currency;
 pub mod customer;
 pub mod ids;

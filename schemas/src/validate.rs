@@ -3,8 +3,8 @@
 //! the store (does an asset exist, is a code taken) receive that knowledge as arguments.
 
 use crate::catalog::{
-    BillingModel, DimensionalPrice, Entitlement, FixedPrice, Price, PriceBase, PriceKind, PriceValue,
-    PriceValues, PricingModel, TierBasis, TierCadence, UsageBasedPrice, UsageType,
+    BillingModel, Collection, DimensionalPrice, Entitlement, FixedPrice, Price, PriceBase, PriceKind,
+    PriceValue, PriceValues, PricingModel, TierBasis, TierCadence, UsageBasedPrice, UsageType,
 };
 use crate::currency::is_iso_currency;
 use crate::customer::{Metadata, ProductReference};
@@ -144,6 +144,11 @@ pub fn product_version(
         }
         text(&mut errors, path.field("name"), &base.name);
         pricing_model_supported(&mut errors, &path, base);
+        errors.check(
+            !matches!(base.collection, Some(Collection::Invoice(_))),
+            path.field("collection").field("type"),
+            "`invoice` collection needs payments, which drawdown does not take yet; use `balance`",
+        );
         match &price.kind {
             PriceKind::UsageBased(p) => usage_price(&mut errors, &path, base.pricing_model, p, &known),
             PriceKind::Fixed(p) => fixed_price(&mut errors, &path, p, &known),
@@ -182,11 +187,14 @@ fn usage_price(
         UsageType::Unit => {}
         UsageType::Custom => errors.add(calc_path.field("usage_type"), "`custom` usage is not supported"),
     }
-    errors.check(
-        matches!(p.billing_model, BillingModel::RealTime),
-        path.field("billing_model").field("type"),
-        "usage-based prices are billed in real time (`real_time`)",
-    );
+    match &p.billing_model {
+        BillingModel::RealTime => {}
+        BillingModel::Recurring(r) => recurring_count(errors, path, r.recurring.interval_count),
+        BillingModel::OneTime(_) => errors.add(
+            path.field("billing_model").field("type"),
+            "usage-based prices are `real_time` or post-paid `recurring`",
+        ),
+    }
     errors.check(!p.pricing.is_empty(), path.field("pricing"), "must contain at least one asset");
     let dimensions = calc.billable_dimensions.as_deref().unwrap_or_default();
     for (i, pricing) in p.pricing.iter().enumerate() {
@@ -338,15 +346,7 @@ fn fixed_price(
     match &p.billing_model {
         BillingModel::RealTime => errors
             .add(path.field("billing_model").field("type"), "fixed prices are `recurring` or `one_time`"),
-        BillingModel::Recurring(r) => {
-            if let Some(n) = r.recurring.interval_count {
-                errors.check(
-                    n >= 1,
-                    path.field("billing_model").field("recurring").field("interval_count"),
-                    "must be at least 1",
-                );
-            }
-        }
+        BillingModel::Recurring(r) => recurring_count(errors, path, r.recurring.interval_count),
         BillingModel::OneTime(_) => {}
     }
     errors.check(!p.pricing.is_empty(), path.field("pricing"), "must contain at least one asset");
@@ -359,6 +359,16 @@ fn fixed_price(
             non_negative(errors, vpath.field("unit_price"), Some(v.unit_price));
             positive(errors, vpath.field("quantity"), v.quantity);
         }
+    }
+}
+
+fn recurring_count(errors: &mut ValidationErrors, path: &FieldPath, count: Option<u32>) {
+    if let Some(n) = count {
+        errors.check(
+            n >= 1,
+            path.field("billing_model").field("recurring").field("interval_count"),
+            "must be at least 1",
+        );
     }
 }
 

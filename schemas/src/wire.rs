@@ -391,6 +391,9 @@ pub struct CreateCustomerRequest {
     pub subscriptions: Option<Vec<CreateSubscriptionRequest>>,
     #[serde(default)]
     pub external_accounts: Option<Vec<ExternalAccount>>,
+    /// A test clock to attach the customer to (test environment only).
+    #[serde(default)]
+    pub test_clock: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -506,13 +509,14 @@ pub struct GetCustomerResponse {
     pub external_accounts: Option<Vec<ExternalAccount>>,
 }
 
-impl From<&Customer> for GetCustomerResponse {
-    fn from(c: &Customer) -> Self {
+impl GetCustomerResponse {
+    /// The customer as shown at `now` (its own time: a test clock's, if attached).
+    pub fn at(c: &Customer, now: Timestamp) -> Self {
         Self {
             summary: c.into(),
             created_at: c.created_at,
             metadata: c.metadata.clone(),
-            subscriptions: c.subscriptions.clone(),
+            subscriptions: c.subscriptions.iter().map(|s| s.view(now)).collect(),
             external_accounts: c.external_accounts.clone(),
         }
     }

@@ -31,10 +31,18 @@ pub enum Table {
     /// `writer/{partition}`, `rater/{partition}`: how far each pipeline stage got in its log
     /// partition (and the writer's fencing epoch).
     Offsets,
+    /// Test clocks by id (test environment).
+    TestClocks,
+    /// `{partition}/{due}/{customer_id}`: when a customer's next time-driven change is due,
+    /// written by the partition's ledger writer and read in time order by its scheduler.
+    Schedule,
+    /// `{customer_id}/{event_id}`: domain events (`subscription.renewed`, `grant.expired`, ...)
+    /// recorded in the same commit as the change they report, for webhooks to deliver.
+    Outbox,
 }
 
 impl Table {
-    pub const ALL: [Table; 13] = [
+    pub const ALL: [Table; 16] = [
         Table::Meta,
         Table::ApiKeys,
         Table::Assets,
@@ -48,6 +56,9 @@ impl Table {
         Table::Transactions,
         Table::Events,
         Table::Offsets,
+        Table::TestClocks,
+        Table::Schedule,
+        Table::Outbox,
     ];
 
     /// The table's position in [`Table::ALL`].
@@ -70,6 +81,9 @@ impl Table {
             Table::Transactions => "transactions",
             Table::Events => "events",
             Table::Offsets => "offsets",
+            Table::TestClocks => "test_clocks",
+            Table::Schedule => "schedule",
+            Table::Outbox => "outbox",
         }
     }
 }

@@ -282,8 +282,11 @@ enum Placement {
 
 fn placement(table: Table) -> Placement {
     match table {
-        Table::Ledger | Table::Transactions | Table::WalletAccounts | Table::Events => Placement::Customer,
+        Table::Ledger | Table::Transactions | Table::WalletAccounts | Table::Events | Table::Outbox => {
+            Placement::Customer
+        }
         Table::Offsets => Placement::PerRecord,
+        Table::Schedule => Placement::Catalog,
         Table::Meta
         | Table::ApiKeys
         | Table::Assets
@@ -291,7 +294,8 @@ fn placement(table: Table) -> Placement {
         | Table::Customers
         | Table::ProductSubscribers
         | Table::Vendors
-        | Table::ConnectedAccounts => Placement::Catalog,
+        | Table::ConnectedAccounts
+        | Table::TestClocks => Placement::Catalog,
     }
 }
 

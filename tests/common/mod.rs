@@ -221,7 +221,7 @@ pub fn dec(text: &str) -> schemas::Decimal {
     text.parse().unwrap_or_else(|e| panic!("`{text}` is not a decimal: {e}"))
 }
 
-/// Sends until acknowledged (204/201), following the server across restarts. A refusal other
+/// Sends until acknowledged (2xx), following the server across restarts. A refusal other
 /// than "server gone" / 429 / 503 fails the test, and so does no acknowledgement in two minutes.
 pub fn send_until_acknowledged(base: &std::sync::RwLock<String>, method: &str, path: &str, body: &Value) {
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
@@ -233,7 +233,7 @@ pub fn send_until_acknowledged(base: &std::sync::RwLock<String>, method: &str, p
             .set("X-CREDYT-API-KEY", KEY)
             .set("Content-Type", "application/json");
         match req.send_string(&body.to_string()) {
-            Ok(r) if r.status() == 204 || r.status() == 201 => return,
+            Ok(r) if (200..300).contains(&r.status()) => return,
             Ok(r) => panic!("{path}: unexpected {}", r.status()),
             Err(ureq::Error::Status(429 | 503, _)) | Err(ureq::Error::Transport(_)) => {
                 std::thread::sleep(Duration::from_millis(20));
