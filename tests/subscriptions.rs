@@ -12,7 +12,7 @@
 
 mod common;
 
-use chrono::{Datelike, Months};
+use chrono::{Datelike, Months, Utc};
 use common::process::{self, Process};
 use common::{dec, must, request, unique, KEY};
 use schemas::{Decimal, Timestamp};
@@ -341,4 +341,192 @@ fn thirteen_months_killed_at_every_period_boundary_give_the_identical_ledger() {
     let ids = setup(&target);
     live_thirteen_months(&mut target, &ids);
     check(&ledger_summary(&target, &ids));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same rules on the wall clock, and what the API refuses.
+
+fn premium(server: &common::TestServer, extra_price: Option<Value>) -> (String, String) {
+    let code = unique("plan-");
+    let mut prices = vec![json!({"name": "Monthly fee", "type": "fixed",
+        "billing_model": {"type": "recurring", "recurring": {"interval": "month"}},
+        "pricing": [{"asset": "USD", "values": [{"unit_price": 20}]}]})];
+    prices.extend(extra_price);
+    let product = server.expect(201, "POST", "/products", json!({
+        "name": "Plan", "code": code, "publish": true, "prices": prices,
+        "entitlements": [{"name": "Allowance", "asset": "USD", "amount": 5, "purpose": "promotion",
+                          "lifecycle": {"duration": "day", "refresh": {"strategy": "expire_and_replace"}}}]
+    }));
+    (product["id"].as_str().expect("id").to_string(), code)
+}
+
+#[test]
+fn a_subscription_is_billed_as_soon_as_it_is_created() {
+    let server = common::TestServer::start();
+    let (_, code) = premium(&server, None);
+    let customer = server.expect(201, "POST", "/customers", json!({
+        "name": "Now", "subscriptions": [{"products": [{"code": code}]}]
+    }));
+    let id = customer["id"].as_str().expect("id");
+    let sub = &customer["subscriptions"][0];
+    assert_eq!(sub["status"], "active");
+    let renews: Timestamp = sub["renews_at"].as_str().expect("renews_at").parse().expect("time");
+    let started: Timestamp = sub["started_at"].as_str().expect("started_at").parse().expect("time");
+    assert_eq!(renews, started.checked_add_months(Months::new(1)).expect("month"), "one period on");
+    // The $20 fee and the 5 USD promotion grant are posted before the 201.
+    assert_eq!(common::available(&server.base, id, "default:USD"), dec("-15"));
+}
+
+#[test]
+fn a_grant_expires_on_time_without_the_customer_being_touched() {
+    let server = common::TestServer::start();
+    let customer = server.expect(201, "POST", "/customers", json!({"name": "Idle"}));
+    let id = customer["id"].as_str().expect("id");
+    let expires = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    server.expect(201, "POST", &format!("/customers/{id}/wallet/adjustments"), json!({
+        "transaction_id": "short", "asset": "USD", "amount": 7, "reason": "gift", "expires_at": expires
+    }));
+    // Nothing else is sent for this customer: the scheduler posts the expiry.
+    let expiry = common::eventually("the expiry is posted", || {
+        let (status, body) = server.call("GET", &format!("/customers/{id}/wallet/transactions/exp_grant_short"), None);
+        (status == 200).then_some(body)
+    });
+    assert_eq!(expiry["type"], "expiry");
+    assert_eq!(dec(&expiry["amount"].to_string()), dec("-7"));
+    let created: Timestamp = expiry["created_at"].as_str().expect("created_at").parse().expect("time");
+    assert_eq!(created, expires.parse::<Timestamp>().expect("time"), "dated when the grant expired");
+}
+
+#[test]
+fn a_scheduled_subscription_is_stored_as_active_once_it_starts() {
+    let server = common::TestServer::start();
+    let (_, code) = premium(&server, None);
+    let starts = Utc::now() + chrono::Duration::milliseconds(1500);
+    let customer = server.expect(201, "POST", "/customers", json!({
+        "name": "Later", "subscriptions": [{"products": [{"code": code}],
+            "starts_at": starts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}]
+    }));
+    let id = customer["id"].as_str().expect("id");
+    assert_eq!(customer["subscriptions"][0]["status"], "scheduled");
+    assert_eq!(common::available(&server.base, id, "default:USD"), dec("0"), "nothing billed before its start");
+    // `active_subscription_count` counts what is stored: the scheduler stored the change.
+    common::eventually("stored as active", || {
+        let c = server.get(&format!("/customers/{id}"));
+        (c["active_subscription_count"] == 1 && c["subscriptions"][0]["status"] == "active").then_some(())
+    });
+    common::eventually("billed at its start", || {
+        (common::available(&server.base, id, "default:USD") == dec("-15")).then_some(())
+    });
+}
+
+#[test]
+fn bad_subscription_catalog_input_is_a_422_naming_the_field_and_creates_nothing() {
+    let server = common::TestServer::start();
+    let entitlement = |patch: Value| {
+        let mut e = json!({"name": "A", "asset": "USD", "amount": 10, "purpose": "bundled",
+            "lifecycle": {"duration": "month", "refresh": {"strategy": "rollover"}}});
+        for (k, v) in patch.as_object().expect("patch") {
+            e[k] = v.clone();
+        }
+        e
+    };
+    let fee = |patch: Value| {
+        let mut p = json!({"name": "Fee", "type": "fixed",
+            "billing_model": {"type": "recurring", "recurring": {"interval": "month"}},
+            "pricing": [{"asset": "USD", "values": [{"unit_price": 1}]}]});
+        for (k, v) in patch.as_object().expect("patch") {
+            p[k] = v.clone();
+        }
+        p
+    };
+    let cases = [
+        (json!([entitlement(json!({"asset": "NOPE"}))]), json!([fee(json!({}))]), "entitlements[0].asset"),
+        (json!([entitlement(json!({"amount": 0}))]), json!([fee(json!({}))]), "entitlements[0].amount"),
+        (
+            json!([entitlement(json!({"lifecycle": {"duration": "month", "duration_count": 0}}))]),
+            json!([fee(json!({}))]),
+            "entitlements[0].lifecycle.duration_count",
+        ),
+        (
+            json!([entitlement(json!({"lifecycle": {"duration": "month", "refresh": {"strategy": "hoard"}}}))]),
+            json!([fee(json!({}))]),
+            "entitlements[0].lifecycle.refresh.strategy",
+        ),
+        (
+            json!([entitlement(json!({"lifecycle": {"duration": "fortnight"}}))]),
+            json!([fee(json!({}))]),
+            "entitlements[0].lifecycle.duration",
+        ),
+        (
+            json!([]),
+            json!([fee(json!({"usage_calculation": {"event_type": "x", "usage_type": "unit"}}))]),
+            "prices[0]",
+        ),
+        (
+            json!([]),
+            json!([fee(json!({"billing_model": {"type": "recurring", "recurring": {"interval": "hour"}}}))]),
+            "prices[0].billing_model.recurring.interval",
+        ),
+        (json!([]), json!([fee(json!({"collection": {"type": "invoice"}}))]), "prices[0].collection.type"),
+    ];
+    for (entitlements, prices, field) in cases {
+        let code = unique("bad-");
+        let body = json!({"name": "Bad", "code": code, "publish": true, "prices": prices, "entitlements": entitlements});
+        let (status, problem) = server.call("POST", "/products", Some(body));
+        assert_eq!(status, 422, "{field}: {problem}");
+        let named = problem["errors"].as_object().expect("errors").keys().any(|k| k.starts_with(field));
+        assert!(named, "{field} not named in {problem}");
+        let (status, _) = server.call("GET", &format!("/products?code={code}"), None);
+        assert!(status == 200 || status == 404);
+    }
+    let listed = server.get("/products");
+    assert_eq!(listed["total_count"], 0, "no refused product was stored: {listed}");
+}
+
+#[test]
+fn a_test_clock_never_goes_backwards_and_an_unknown_one_attaches_nothing() {
+    let server = common::TestServer::start();
+    let clock = server.expect(201, "POST", "/test-clocks", json!({"frozen_time": "2027-05-01T00:00:00Z"}));
+    let id = clock["id"].as_str().expect("id");
+    assert_eq!(clock["status"], "ready");
+    let (status, problem) =
+        server.call("POST", &format!("/test-clocks/{id}/advance"), Some(json!({"frozen_time": "2027-04-30T00:00:00Z"})));
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["errors"]["frozen_time"].is_array(), "{problem}");
+    assert_eq!(server.get(&format!("/test-clocks/{id}"))["frozen_time"], "2027-05-01T00:00:00Z", "unchanged");
+    let (status, problem) =
+        server.call("POST", "/customers", Some(json!({"name": "X", "external_id": "clocked", "test_clock": "clock_nope"})));
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["errors"]["test_clock"].is_array(), "{problem}");
+    assert_eq!(server.get("/customers?external_id=clocked")["total_count"], 0, "no customer was created");
+    let (status, _) = server.call("GET", "/test-clocks/clock_nope", None);
+    assert_eq!(status, 404);
+    let (status, _) = server.call("DELETE", &format!("/test-clocks/{id}"), None);
+    assert_eq!(status, 204);
+    let (status, _) = server.call("GET", &format!("/test-clocks/{id}"), None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn usage_of_a_test_clock_customer_is_judged_against_the_clocks_time() {
+    let server = common::TestServer::start();
+    let (_, code) = premium(&server, None);
+    let clock = server.expect(201, "POST", "/test-clocks", json!({"frozen_time": "2030-01-01T00:00:00Z"}));
+    let clock_id = clock["id"].as_str().expect("id");
+    let customer = server.expect(201, "POST", "/customers", json!({
+        "name": "Future", "test_clock": clock_id, "subscriptions": [{"products": [{"code": code}]}]
+    }));
+    let id = customer["id"].as_str().expect("id");
+    assert_eq!(customer["subscriptions"][0]["started_at"], "2030-01-01T00:00:00Z");
+    let event = |when: &str| json!({"customer_id": id, "events": [{"id": unique("e-"), "event_type": "x", "occurred_at": when}]});
+    let (status, _) = server.call("POST", "/events", Some(event("2030-01-01T00:00:00Z")));
+    assert_eq!(status, 204, "inside the clock's grace window");
+    let (status, problem) = server.call("POST", "/events", Some(event(&common::now())));
+    assert_eq!(status, 422, "years before the clock's time: {problem}");
+    // One monthly fee (20) and three daily 5 USD allowances: the first pays part of the fee, the
+    // next two repay its debt as they land.
+    server.expect(200, "POST", &format!("/test-clocks/{clock_id}/advance"), json!({"frozen_time": "2030-01-03T12:00:00Z"}));
+    assert_eq!(common::available(&server.base, id, "default:USD"), dec("-5"));
+    let grants = server.get(&format!("/customers/{id}/wallet/default:USD/grants"));
+    assert_eq!(grants["total_count"], 3, "{grants}");
 }

@@ -29,9 +29,10 @@ use serde::Serialize;
 use store::typed::get_doc;
 use store::{Store, Table};
 
-/// Prefixes of the transaction ids the ledger writer derives itself (fees, expiries): a client's
-/// id may not take one, so a client transaction can never collide with a posted fee.
-const RESERVED_PREFIXES: [&str; 2] = ["fee_", "exp_"];
+/// Prefixes of the transaction ids the ledger writer derives itself (fees, expiries, and the
+/// grants and fees of subscriptions, `{subscription id}.…`): a client's id may not take one, so a
+/// client transaction can never collide with one the writer posts.
+const RESERVED_PREFIXES: [&str; 3] = ["fee_", "exp_", "sub_"];
 
 /// Rules shared by adjustments and charges: a `transaction_id`, a known asset, a valid account
 /// name and metadata.
@@ -46,7 +47,7 @@ fn validate_common(
     errors.check(
         !RESERVED_PREFIXES.iter().any(|p| transaction_id.starts_with(p)),
         "transaction_id",
-        "`fee_` and `exp_` are reserved for the ids of fees and expiries",
+        "`fee_`, `exp_` and `sub_` are reserved for the ids of fees, expiries and subscriptions",
     );
     errors.check(asset_known, "asset", "unknown asset: use an ISO 4217 currency or create the asset first");
     validate::optional_text(errors, "account_name", account_name);
