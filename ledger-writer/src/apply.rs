@@ -65,10 +65,15 @@ pub struct Postings {
     pub duplicate_conflicts: u64,
     /// `accepted_at` of every usage event posted, for the event-to-balance latency.
     pub usage_accepted_at: Vec<Timestamp>,
-    /// Domain events by `DomainEvent::key`, written in the same commit as the change.
-    pub outbox: BTreeMap<String, DomainEvent>,
+    /// Domain events with the offset of the input that recorded them, written in the same
+    /// commit as the change (the shell keys them: `DomainEvent::key`).
+    pub outbox: Vec<(u64, DomainEvent)>,
     /// Schedule entries answered by ticks of this batch (`Table::Schedule` keys).
     pub unscheduled: BTreeSet<String>,
+    /// Domain events of the input being applied, by id (one per id).
+    pub events_recorded: BTreeMap<String, DomainEvent>,
+    /// Subscription renewals applied (for the metrics).
+    pub renewals: u64,
 }
 
 /// What [`apply`] did with an input.
@@ -114,8 +119,9 @@ pub fn apply(
             out.duplicate_events += new.duplicate_events;
             out.duplicate_conflicts += new.duplicate_conflicts;
             out.usage_accepted_at.extend(new.usage_accepted_at);
-            out.outbox.extend(new.outbox);
+            out.outbox.extend(new.events_recorded.into_values().map(|e| (offset, e)));
             out.unscheduled.extend(new.unscheduled);
+            out.renewals += new.renewals;
             Outcome::Applied
         }
         Err(error) => {

@@ -27,8 +27,10 @@ use tokio::sync::watch;
 
 /// How often the schedule is read when nothing was due.
 const POLL: Duration = Duration::from_millis(200);
-/// Entries read per round.
+/// Entries read per listing, and ticks per append.
 const PAGE: usize = 2000;
+/// Most ticks appended per round.
+const MAX_PER_ROUND: usize = 50_000;
 /// A tick appended for an entry is not appended again before this (the writer removes or moves
 /// the entry once it applies the tick).
 const RETICK_AFTER: Duration = Duration::from_secs(30);
@@ -116,7 +118,9 @@ pub async fn run(
     }
 }
 
-/// Appends ticks for the due entries not ticked recently; returns how many.
+/// Appends ticks for the due entries not ticked recently (at most [`MAX_PER_ROUND`]); returns how
+/// many. The entries ticked but not yet moved on by the writer are listed again and skipped: the
+/// listing pages on past them.
 async fn round(
     store: &dyn Store,
     log: &SharedLog,
@@ -127,27 +131,53 @@ async fn round(
     let now = clock.now();
     ticked.retain(|_, at| at.elapsed() < RETICK_AFTER);
     let prefix = format!("{partition:05}/");
-    let listing = store.list(Table::Schedule, &prefix, ListRange::page(0, PAGE)).await?;
-    let mut due = Vec::new();
-    for record in listing.records {
-        let Some((at, customer)) = parse_due_key(&record.key) else {
-            tracing::error!(key = record.key, "malformed schedule entry removed");
-            store.write(vec![Op::delete(Table::Schedule, record.key.clone())]).await?;
-            continue;
-        };
-        if at > now {
+    let mut count = 0;
+    let mut offset = 0;
+    'pages: while count < MAX_PER_ROUND {
+        let listing = store.list(Table::Schedule, &prefix, ListRange::page(offset, PAGE)).await?;
+        let listed = listing.records.len();
+        let mut due = Vec::new();
+        for record in listing.records {
+            match parse_due_key(&record.key) {
+                Some((at, _)) if at > now => {
+                    count += tick(store, log, partition, now, due, ticked).await?;
+                    break 'pages;
+                }
+                Some((_, customer)) if !ticked.contains_key(&record.key) => {
+                    due.push((record.key.clone(), customer.to_string()));
+                }
+                Some(_) => {}
+                None => {
+                    tracing::error!(key = record.key, "malformed schedule entry removed");
+                    store.write(vec![Op::delete(Table::Schedule, record.key.clone())]).await?;
+                }
+            }
+        }
+        count += tick(store, log, partition, now, due, ticked).await?;
+        if listed < PAGE {
             break;
         }
-        if !ticked.contains_key(&record.key) {
-            due.push((record.key.clone(), customer.to_string()));
-        }
+        offset += listed;
     }
+    Ok(count)
+}
+
+/// Appends one tick per `(schedule key, customer)`, at `now` (or the customer's test clock).
+async fn tick(
+    store: &dyn Store,
+    log: &SharedLog,
+    partition: u32,
+    now: Timestamp,
+    due: Vec<(String, String)>,
+    ticked: &mut HashMap<String, Instant>,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     if due.is_empty() {
         return Ok(0);
     }
     let ids: Vec<String> = due.iter().map(|(_, c)| c.clone()).collect();
     let docs = store.get_many(Table::Customers, &ids).await?;
     let mut records = Vec::with_capacity(due.len());
+    let mut keys = Vec::with_capacity(due.len());
     for ((key, customer_id), doc) in due.into_iter().zip(docs) {
         let tick = match doc {
             Some(record) => {
@@ -163,9 +193,11 @@ async fn round(
             },
         };
         records.push((customer_id.into_bytes(), serde_json::to_vec(&LedgerInput::Tick(tick))?));
-        ticked.insert(key, Instant::now());
+        keys.push(key);
     }
     let count = records.len();
     log.append(Topic::LedgerInput, partition, records).await?;
+    let at = Instant::now();
+    ticked.extend(keys.into_iter().map(|k| (k, at)));
     Ok(count)
 }

@@ -302,6 +302,7 @@ impl<'a> Step<'a> {
             }
         }
         if !reopen.is_empty() {
+            self.new.renewals += 1;
             self.event(
                 &format!("{id}.renewed.{}", millis(t)),
                 "subscription.renewed",
@@ -510,8 +511,7 @@ impl<'a> Step<'a> {
 
     /// Records a domain event (once per id).
     pub(super) fn event(&mut self, id: &str, kind: &str, at: Timestamp, data: serde_json::Value) {
-        let key = DomainEvent::key(&self.draft.customer_id, id);
-        self.new.outbox.entry(key).or_insert_with(|| DomainEvent {
+        self.new.events_recorded.entry(id.to_string()).or_insert_with(|| DomainEvent {
             id: id.to_string(),
             kind: kind.to_string(),
             customer_id: self.draft.customer_id.clone(),

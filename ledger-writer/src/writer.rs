@@ -19,7 +19,7 @@ use crate::state::{LedgerState, PartitionProgress};
 use eventlog::{partition_for, LogError, Record, SharedLog, Topic};
 use schemas::catalog::{Asset, Product};
 use schemas::currency::is_iso_currency;
-use schemas::ledger::{LedgerInput, StoredEvent, Transaction};
+use schemas::ledger::{DomainEvent, LedgerInput, StoredEvent, Transaction};
 use schemas::usage::UsageEvent;
 use schemas::Decimal;
 use std::collections::{HashMap, HashSet};
@@ -669,8 +669,8 @@ impl Writer {
         for (key, event) in &out.events {
             ops.push(Op::put_doc(Table::Events, key.as_str(), event)?.expect(Expect::Absent));
         }
-        for (key, event) in &out.outbox {
-            ops.push(Op::put_doc(Table::Outbox, key.as_str(), event)?);
+        for (offset, event) in &out.outbox {
+            ops.push(Op::put_doc(Table::Outbox, DomainEvent::key(self.partition, *offset, &event.id), event)?);
         }
         Ok(ops)
     }
@@ -692,6 +692,7 @@ fn find_event<'a>(inputs: &'a [(u64, LedgerInput)], key: &str) -> Option<&'a Usa
 fn record_metrics(out: &Postings) {
     METRICS.writer_inputs_total.add(out.inputs_applied);
     METRICS.writer_postings_total.add(out.transactions.len() as u64);
+    METRICS.subscriptions_renewed_total.add(out.renewals);
     METRICS.events_duplicate_total.add(out.duplicate_events);
     METRICS.events_duplicate_conflict_total.add(out.duplicate_conflicts);
     let wall = chrono::Utc::now();

@@ -166,7 +166,7 @@ fn an_entitlement_is_issued_as_a_grant_when_the_subscription_becomes_active() {
     assert_eq!(grant.id, format!("grant_{id}"));
     assert_eq!((grant.priority, grant.effective_at), (20, at("2026-01-10T00:00:00Z")));
     assert_eq!(grant.expires_at, at("2026-02-10T00:00:00Z"), "it lasts one period");
-    assert_eq!(ledger.out.outbox.values().filter(|e| e.kind == "subscription.activated").count(), 1);
+    assert_eq!(ledger.out.outbox.iter().filter(|(_, e)| e.kind == "subscription.activated").count(), 1);
 }
 
 #[test]
@@ -204,6 +204,9 @@ fn expire_and_replace_writes_off_the_remainder_and_issues_a_fresh_grant_each_per
         assert_eq!(ledger.tx(&grant_tx(1, 0, start)).map(|t| t.amount), Some(d("100")), "{start}");
     }
     assert_eq!(ledger.available("default:USD", "2026-03-15T00:00:00Z"), d("100"));
+    let renewed: Vec<_> =
+        ledger.out.outbox.iter().filter(|(_, e)| e.kind == "subscription.renewed").map(|(_, e)| e.created).collect();
+    assert_eq!(renewed, [at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")], "one event per renewal");
 }
 
 #[test]
@@ -507,7 +510,7 @@ fn an_adjustment_grant_is_due_at_its_expiry_without_the_customer_being_touched()
     ledger.tick("2026-01-20T00:00:00Z");
     let expiry = ledger.tx("exp_grant_gift").expect("posted by the tick");
     assert_eq!((expiry.amount, expiry.executed_at), (d("-5"), at("2026-01-20T00:00:00Z")));
-    assert!(ledger.out.outbox.values().any(|e| e.kind == "grant.expired"));
+    assert!(ledger.out.outbox.iter().any(|(_, e)| e.kind == "grant.expired"));
     assert_eq!(ledger.state.next_due(), None);
 }
 

@@ -140,8 +140,10 @@ pub struct CustomerSnapshot {
 }
 
 /// A domain event recorded with the change it reports (`Table::Outbox`, key
-/// `{customer_id}/{id}`), for webhooks to deliver. Ids are stable functions of the change, so a
-/// change recorded twice is one event.
+/// `{partition}/{ledger.input offset}/{id}`), for webhooks to deliver: a partition's events are
+/// stored in log order, so one reader per partition delivers them in order per customer, and the
+/// store appends them instead of updating a page per customer. Ids are stable functions of the
+/// change, and the key of the input that made it: an input applied again rewrites the same keys.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DomainEvent {
     pub id: String,
@@ -154,8 +156,8 @@ pub struct DomainEvent {
 }
 
 impl DomainEvent {
-    pub fn key(customer_id: &str, id: &str) -> String {
-        format!("{customer_id}/{id}")
+    pub fn key(partition: u32, offset: u64, id: &str) -> String {
+        format!("{partition:05}/{offset:020}/{id}")
     }
 }
 

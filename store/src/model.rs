@@ -36,8 +36,9 @@ pub enum Table {
     /// `{partition}/{due}/{customer_id}`: when a customer's next time-driven change is due,
     /// written by the partition's ledger writer and read in time order by its scheduler.
     Schedule,
-    /// `{customer_id}/{event_id}`: domain events (`subscription.renewed`, `grant.expired`, ...)
-    /// recorded in the same commit as the change they report, for webhooks to deliver.
+    /// `{partition}/{offset}/{event_id}`: domain events (`subscription.renewed`,
+    /// `grant.expired`, ...) recorded in the same commit as the change they report, in log order,
+    /// for webhooks to deliver.
     Outbox,
 }
 

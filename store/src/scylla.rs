@@ -282,10 +282,8 @@ enum Placement {
 
 fn placement(table: Table) -> Placement {
     match table {
-        Table::Ledger | Table::Transactions | Table::WalletAccounts | Table::Events | Table::Outbox => {
-            Placement::Customer
-        }
-        Table::Offsets => Placement::PerRecord,
+        Table::Ledger | Table::Transactions | Table::WalletAccounts | Table::Events => Placement::Customer,
+        Table::Offsets | Table::Outbox => Placement::PerRecord,
         Table::Schedule => Placement::Catalog,
         Table::Meta
         | Table::ApiKeys
