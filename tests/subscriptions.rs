@@ -364,9 +364,14 @@ fn premium(server: &common::TestServer, extra_price: Option<Value>) -> (String, 
 fn a_subscription_is_billed_as_soon_as_it_is_created() {
     let server = common::TestServer::start();
     let (_, code) = premium(&server, None);
-    let customer = server.expect(201, "POST", "/customers", json!({
-        "name": "Now", "subscriptions": [{"products": [{"code": code}]}]
-    }));
+    let customer = server.expect(
+        201,
+        "POST",
+        "/customers",
+        json!({
+            "name": "Now", "subscriptions": [{"products": [{"code": code}]}]
+        }),
+    );
     let id = customer["id"].as_str().expect("id");
     let sub = &customer["subscriptions"][0];
     assert_eq!(sub["status"], "active");
@@ -382,13 +387,20 @@ fn a_grant_expires_on_time_without_the_customer_being_touched() {
     let server = common::TestServer::start();
     let customer = server.expect(201, "POST", "/customers", json!({"name": "Idle"}));
     let id = customer["id"].as_str().expect("id");
-    let expires = (Utc::now() + chrono::Duration::milliseconds(1500)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    server.expect(201, "POST", &format!("/customers/{id}/wallet/adjustments"), json!({
-        "transaction_id": "short", "asset": "USD", "amount": 7, "reason": "gift", "expires_at": expires
-    }));
+    let expires = (Utc::now() + chrono::Duration::milliseconds(1500))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    server.expect(
+        201,
+        "POST",
+        &format!("/customers/{id}/wallet/adjustments"),
+        json!({
+            "transaction_id": "short", "asset": "USD", "amount": 7, "reason": "gift", "expires_at": expires
+        }),
+    );
     // Nothing else is sent for this customer: the scheduler posts the expiry.
     let expiry = common::eventually("the expiry is posted", || {
-        let (status, body) = server.call("GET", &format!("/customers/{id}/wallet/transactions/exp_grant_short"), None);
+        let (status, body) =
+            server.call("GET", &format!("/customers/{id}/wallet/transactions/exp_grant_short"), None);
         (status == 200).then_some(body)
     });
     assert_eq!(expiry["type"], "expiry");
@@ -402,13 +414,22 @@ fn a_scheduled_subscription_is_stored_as_active_once_it_starts() {
     let server = common::TestServer::start();
     let (_, code) = premium(&server, None);
     let starts = Utc::now() + chrono::Duration::milliseconds(1500);
-    let customer = server.expect(201, "POST", "/customers", json!({
-        "name": "Later", "subscriptions": [{"products": [{"code": code}],
-            "starts_at": starts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}]
-    }));
+    let customer = server.expect(
+        201,
+        "POST",
+        "/customers",
+        json!({
+            "name": "Later", "subscriptions": [{"products": [{"code": code}],
+                "starts_at": starts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)}]
+        }),
+    );
     let id = customer["id"].as_str().expect("id");
     assert_eq!(customer["subscriptions"][0]["status"], "scheduled");
-    assert_eq!(common::available(&server.base, id, "default:USD"), dec("0"), "nothing billed before its start");
+    assert_eq!(
+        common::available(&server.base, id, "default:USD"),
+        dec("0"),
+        "nothing billed before its start"
+    );
     // `active_subscription_count` counts what is stored: the scheduler stored the change.
     common::eventually("stored as active", || {
         let c = server.get(&format!("/customers/{id}"));
@@ -448,7 +469,9 @@ fn bad_subscription_catalog_input_is_a_422_naming_the_field_and_creates_nothing(
             "entitlements[0].lifecycle.duration_count",
         ),
         (
-            json!([entitlement(json!({"lifecycle": {"duration": "month", "refresh": {"strategy": "hoard"}}}))]),
+            json!([entitlement(
+                json!({"lifecycle": {"duration": "month", "refresh": {"strategy": "hoard"}}})
+            )]),
             json!([fee(json!({}))]),
             "entitlements[0].lifecycle.refresh.strategy",
         ),
@@ -489,13 +512,19 @@ fn a_test_clock_never_goes_backwards_and_an_unknown_one_attaches_nothing() {
     let clock = server.expect(201, "POST", "/test-clocks", json!({"frozen_time": "2027-05-01T00:00:00Z"}));
     let id = clock["id"].as_str().expect("id");
     assert_eq!(clock["status"], "ready");
-    let (status, problem) =
-        server.call("POST", &format!("/test-clocks/{id}/advance"), Some(json!({"frozen_time": "2027-04-30T00:00:00Z"})));
+    let (status, problem) = server.call(
+        "POST",
+        &format!("/test-clocks/{id}/advance"),
+        Some(json!({"frozen_time": "2027-04-30T00:00:00Z"})),
+    );
     assert_eq!(status, 422, "{problem}");
     assert!(problem["errors"]["frozen_time"].is_array(), "{problem}");
     assert_eq!(server.get(&format!("/test-clocks/{id}"))["frozen_time"], "2027-05-01T00:00:00Z", "unchanged");
-    let (status, problem) =
-        server.call("POST", "/customers", Some(json!({"name": "X", "external_id": "clocked", "test_clock": "clock_nope"})));
+    let (status, problem) = server.call(
+        "POST",
+        "/customers",
+        Some(json!({"name": "X", "external_id": "clocked", "test_clock": "clock_nope"})),
+    );
     assert_eq!(status, 422, "{problem}");
     assert!(problem["errors"]["test_clock"].is_array(), "{problem}");
     assert_eq!(server.get("/customers?external_id=clocked")["total_count"], 0, "no customer was created");
@@ -513,9 +542,14 @@ fn usage_of_a_test_clock_customer_is_judged_against_the_clocks_time() {
     let (_, code) = premium(&server, None);
     let clock = server.expect(201, "POST", "/test-clocks", json!({"frozen_time": "2030-01-01T00:00:00Z"}));
     let clock_id = clock["id"].as_str().expect("id");
-    let customer = server.expect(201, "POST", "/customers", json!({
-        "name": "Future", "test_clock": clock_id, "subscriptions": [{"products": [{"code": code}]}]
-    }));
+    let customer = server.expect(
+        201,
+        "POST",
+        "/customers",
+        json!({
+            "name": "Future", "test_clock": clock_id, "subscriptions": [{"products": [{"code": code}]}]
+        }),
+    );
     let id = customer["id"].as_str().expect("id");
     assert_eq!(customer["subscriptions"][0]["started_at"], "2030-01-01T00:00:00Z");
     let event = |when: &str| json!({"customer_id": id, "events": [{"id": unique("e-"), "event_type": "x", "occurred_at": when}]});
@@ -525,7 +559,12 @@ fn usage_of_a_test_clock_customer_is_judged_against_the_clocks_time() {
     assert_eq!(status, 422, "years before the clock's time: {problem}");
     // One monthly fee (20) and three daily 5 USD allowances: the first pays part of the fee, the
     // next two repay its debt as they land.
-    server.expect(200, "POST", &format!("/test-clocks/{clock_id}/advance"), json!({"frozen_time": "2030-01-03T12:00:00Z"}));
+    server.expect(
+        200,
+        "POST",
+        &format!("/test-clocks/{clock_id}/advance"),
+        json!({"frozen_time": "2030-01-03T12:00:00Z"}),
+    );
     assert_eq!(common::available(&server.base, id, "default:USD"), dec("-5"));
     let grants = server.get(&format!("/customers/{id}/wallet/default:USD/grants"));
     assert_eq!(grants["total_count"], 3, "{grants}");

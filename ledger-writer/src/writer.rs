@@ -670,7 +670,11 @@ impl Writer {
             ops.push(Op::put_doc(Table::Events, key.as_str(), event)?.expect(Expect::Absent));
         }
         for (offset, event) in &out.outbox {
-            ops.push(Op::put_doc(Table::Outbox, DomainEvent::key(self.partition, *offset, &event.id), event)?);
+            ops.push(Op::put_doc(
+                Table::Outbox,
+                DomainEvent::key(self.partition, *offset, &event.id),
+                event,
+            )?);
         }
         Ok(ops)
     }

@@ -204,8 +204,13 @@ fn expire_and_replace_writes_off_the_remainder_and_issues_a_fresh_grant_each_per
         assert_eq!(ledger.tx(&grant_tx(1, 0, start)).map(|t| t.amount), Some(d("100")), "{start}");
     }
     assert_eq!(ledger.available("default:USD", "2026-03-15T00:00:00Z"), d("100"));
-    let renewed: Vec<_> =
-        ledger.out.outbox.iter().filter(|(_, e)| e.kind == "subscription.renewed").map(|(_, e)| e.created).collect();
+    let renewed: Vec<_> = ledger
+        .out
+        .outbox
+        .iter()
+        .filter(|(_, e)| e.kind == "subscription.renewed")
+        .map(|(_, e)| e.created)
+        .collect();
     assert_eq!(renewed, [at("2026-02-01T00:00:00Z"), at("2026-03-01T00:00:00Z")], "one event per renewal");
 }
 

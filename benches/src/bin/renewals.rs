@@ -81,7 +81,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for _ in 0..cli.concurrency {
-        let (endpoint, next, code, starts_at) = (Arc::clone(&endpoint), Arc::clone(&next), code.clone(), starts_at.clone());
+        let (endpoint, next, code, starts_at) =
+            (Arc::clone(&endpoint), Arc::clone(&next), code.clone(), starts_at.clone());
         let total = cli.subscriptions;
         tasks.push(tokio::spawn(async move {
             let mut connection = Connection::new(endpoint);
@@ -95,8 +96,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 loop {
                     match connection.call(Method::POST, "/customers", Bytes::from(body.to_string())).await {
                         Ok(a) if a.status == 201 => break,
-                        Ok(a) if a.status == 429 || a.status == 503 => tokio::time::sleep(Duration::from_millis(50)).await,
-                        Ok(a) => bail!("POST /customers answered {}: {}", a.status, String::from_utf8_lossy(&a.body)),
+                        Ok(a) if a.status == 429 || a.status == 503 => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        Ok(a) => bail!(
+                            "POST /customers answered {}: {}",
+                            a.status,
+                            String::from_utf8_lossy(&a.body)
+                        ),
                         Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
                     }
                 }
@@ -118,7 +125,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("setup ended {:.1} s before the renewal instant: raise --lead", left.as_secs_f64());
     }
     let before = scrape(&mut connection).await?;
-    println!("renewal instant {instant} in {:.1} s (start loadgen now to measure usage during the burst)", left.as_secs_f64());
+    println!(
+        "renewal instant {instant} in {:.1} s (start loadgen now to measure usage during the burst)",
+        left.as_secs_f64()
+    );
     tokio::time::sleep(left).await;
     let due = Instant::now();
     let mut last_report = Instant::now();
