@@ -532,3 +532,42 @@ fn a_closing_charge_is_paid_from_credit_valid_during_the_period() {
     assert_eq!(fee.lines[0].kind, "from_grant", "credit expiring as the period ends still pays for it");
     assert_eq!(ledger.tx("exp_grant_paid").map(|t| t.amount), Some(d("-3")));
 }
+
+#[test]
+fn post_paid_usage_bills_one_fee_per_dimension_combination_in_whole_packages_of_the_period() {
+    let price = rater::fixtures::usage_price(
+        "call",
+        "volume",
+        json!({"pricing_model": "package", "billing_model": monthly(), "billable_dimensions": ["model"]}),
+        json!([{"asset": "USD", "values": [
+            {"dimensions": {"model": "big"}, "values": [{"volume_rate": 2, "package_size": 100}]},
+            {"dimensions": {"model": "*"}, "values": [{"volume_rate": 1, "package_size": 100}]}
+        ]}]),
+    );
+    let p = plan(1, json!([price]), json!([]));
+    let mut ledger = subscribed(p.clone(), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
+    let call = |id: &str, model: &str, volume: u32| {
+        let mut e = ledger_writer::fixtures::event(id, json!({"volume": volume, "model": model}));
+        e.occurred_at = at("2026-01-10T00:00:00Z");
+        RatedEvent {
+            event: e,
+            products: vec![SubscribedProduct { id: p.id.clone(), code: "p".into(), version: 1 }],
+            fees: Vec::new(),
+            warnings: Vec::new(),
+            needs_state: true,
+        }
+    };
+    // big: 60 + 60 = 120 -> 2 packages at 2; small: 30 + 30 = 60 -> 1 package at 1 (per event it
+    // would have been 4 + 2 packages).
+    let events =
+        vec![call("b1", "big", 60), call("b2", "big", 60), call("s1", "small", 30), call("s2", "small", 30)];
+    ledger.input(usage(C, "2026-01-10T00:00:00Z", events));
+    ledger.tick("2026-02-01T00:00:00Z");
+    let first = fee_tx("price_1_0", "2026-01-01T00:00:00Z");
+    let mut fees: Vec<Decimal> = [first.clone(), format!("{first}.1")]
+        .iter()
+        .map(|id| ledger.tx(id).map(|t| t.amount).expect("one fee per combination"))
+        .collect();
+    fees.sort();
+    assert_eq!(fees, [d("-4"), d("-1")]);
+}
