@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use store::typed::{decode, get_doc};
-use store::{Expect, ListRange, Op, SharedStore, Store, StoreError, Table};
+use store::{Expect, Op, SharedStore, Store, StoreError, Table};
 use tokio::sync::watch;
 
 /// How often the schedule is read when nothing was due.
@@ -38,7 +38,12 @@ const RETICK_AFTER: Duration = Duration::from_secs(30);
 /// The schedule key of `customer`'s next change at `at`, in partition `partition`: sorted by
 /// partition, then time.
 pub fn due_key(partition: u32, at: Timestamp, customer: &str) -> String {
-    format!("{partition:05}/{}/{customer}", at.format("%Y-%m-%dT%H:%M:%S%.6fZ"))
+    format!("{partition:05}/{}/{customer}", due_time(at))
+}
+
+/// The time part of a schedule key: fixed width, so keys sort by time.
+fn due_time(at: Timestamp) -> impl std::fmt::Display {
+    at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
 }
 
 /// `(due, customer)` of a schedule key.
@@ -119,8 +124,8 @@ pub async fn run(
 }
 
 /// Appends ticks for the due entries not ticked recently (at most [`MAX_PER_ROUND`]); returns how
-/// many. The entries ticked but not yet moved on by the writer are listed again and skipped: the
-/// listing pages on past them.
+/// many. Only due entries are read: the range ends at `now`, and entries ticked but not yet moved
+/// on by the writer are paged past.
 async fn round(
     store: &dyn Store,
     log: &SharedLog,
@@ -130,19 +135,17 @@ async fn round(
 ) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let now = clock.now();
     ticked.retain(|_, at| at.elapsed() < RETICK_AFTER);
-    let prefix = format!("{partition:05}/");
+    // Every key due at or before `now` sorts below this one (`/` < `0` after the time).
+    let until = format!("{partition:05}/{}0", due_time(now));
+    let mut from = format!("{partition:05}/");
     let mut count = 0;
-    let mut offset = 0;
-    'pages: while count < MAX_PER_ROUND {
-        let listing = store.list(Table::Schedule, &prefix, ListRange::page(offset, PAGE)).await?;
-        let listed = listing.records.len();
+    while count < MAX_PER_ROUND {
+        let page = store.range(Table::Schedule, &from, &until, PAGE).await?;
+        let listed = page.len();
         let mut due = Vec::new();
-        for record in listing.records {
+        for record in page {
+            from = format!("{}\0", record.key);
             match parse_due_key(&record.key) {
-                Some((at, _)) if at > now => {
-                    count += tick(store, log, partition, now, due, ticked).await?;
-                    break 'pages;
-                }
                 Some((_, customer)) if !ticked.contains_key(&record.key) => {
                     due.push((record.key.clone(), customer.to_string()));
                 }
@@ -157,7 +160,6 @@ async fn round(
         if listed < PAGE {
             break;
         }
-        offset += listed;
     }
     Ok(count)
 }

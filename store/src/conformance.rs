@@ -242,6 +242,25 @@ pub async fn lists_are_prefixed_ordered_and_paged<H: Harness>() {
     assert!(s.list(Table::Vendors, "", ListRange::ALL).await.unwrap().records.is_empty());
 }
 
+pub async fn ranges_are_half_open_ordered_and_limited<H: Harness>() {
+    let h = H::new();
+    let s = h.open();
+    let batch = ["00/2027/c", "00/2026/b", "00/2026/a", "00/2028/d", "01/2026/e"]
+        .iter()
+        .enumerate()
+        .map(|(i, k)| put(Table::Schedule, k, i as i64))
+        .collect();
+    s.write(batch).await.unwrap();
+    let keys = |records: Vec<crate::Record>| records.into_iter().map(|r| r.key).collect::<Vec<_>>();
+    let due = s.range(Table::Schedule, "00/", "00/2027/~", 10).await.unwrap();
+    assert_eq!(keys(due), ["00/2026/a", "00/2026/b", "00/2027/c"]);
+    let first = s.range(Table::Schedule, "00/", "00/~", 2).await.unwrap();
+    assert_eq!(keys(first), ["00/2026/a", "00/2026/b"]);
+    let after = s.range(Table::Schedule, "00/2026/b\0", "00/~", 10).await.unwrap();
+    assert_eq!(keys(after), ["00/2027/c", "00/2028/d"], "paging on from past a key");
+    assert!(s.range(Table::Schedule, "00/2027", "00/2026", 10).await.unwrap().is_empty());
+}
+
 pub async fn writes_survive_reopen<H: Harness>() {
     let h = H::new();
     {
@@ -308,6 +327,7 @@ macro_rules! store_conformance_tests {
             a_customers_records_commit_together,
             unique_keys_are_claimed_and_released,
             lists_are_prefixed_ordered_and_paged,
+            ranges_are_half_open_ordered_and_limited,
             writes_survive_reopen,
             optimistic_updates_lose_nothing,
         );

@@ -386,6 +386,32 @@ impl Store for EmbeddedStore {
         Ok(Listing { records, total })
     }
 
+    async fn range(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let txn = self.db.begin_read().map_err(backend)?;
+        let t = txn.open_table(definition(table)).map_err(backend)?;
+        let mut records = Vec::new();
+        if from >= to {
+            return Ok(records);
+        }
+        for entry in t.range(from.as_bytes()..to.as_bytes()).map_err(backend)?.take(limit) {
+            let (k, v) = entry.map_err(backend)?;
+            let key = std::str::from_utf8(k.value()).map_err(|_| StoreError::Corrupt {
+                table,
+                key: String::from_utf8_lossy(k.value()).into_owned(),
+                reason: "key is not UTF-8".to_string(),
+            })?;
+            let env = decode(table, key, v.value())?;
+            records.push(Record { key: key.to_string(), revision: env.revision, doc: env.doc });
+        }
+        Ok(records)
+    }
+
     async fn find_unique(
         &self,
         table: Table,

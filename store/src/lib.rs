@@ -51,6 +51,28 @@ pub trait Store: Send + Sync + 'static {
     /// Records whose key starts with `prefix`, in key order, with the total number that match.
     async fn list(&self, table: Table, prefix: &str, range: ListRange) -> Result<Listing, StoreError>;
 
+    /// At most `limit` records with keys in `[from, to)`, in key order; nothing past them is read
+    /// or counted (the scheduler reads what is due this way, `ledger_writer::scheduler`). The
+    /// default reads through [`Store::list`] over the keys' common prefix: backends with ordered
+    /// keys override it.
+    async fn range(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let common = from.bytes().zip(to.bytes()).take_while(|(a, b)| a == b).count();
+        let prefix = from.get(..common).unwrap_or_default();
+        let listing = self.list(table, prefix, ListRange::ALL).await?;
+        Ok(listing
+            .records
+            .into_iter()
+            .filter(|r| r.key.as_str() >= from && r.key.as_str() < to)
+            .take(limit)
+            .collect())
+    }
+
     /// The key of the record in `table` that holds `value` under the unique index `index`.
     async fn find_unique(&self, table: Table, index: &str, value: &str)
         -> Result<Option<String>, StoreError>;

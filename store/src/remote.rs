@@ -54,6 +54,7 @@ pub enum Request {
     Get { table: Table, key: String },
     GetMany { table: Table, keys: Vec<String> },
     List { table: Table, prefix: String, offset: usize, limit: Option<usize> },
+    Range { table: Table, from: String, to: String, limit: usize },
     FindUnique { table: Table, index: String, value: String },
     Write { ops: Vec<WireOp> },
 }
@@ -174,6 +175,11 @@ pub async fn handle(store: &dyn Store, request: Request) -> Response {
                     listing.records.into_iter().map(|r| to_wire(table, r)).collect::<Result<_, _>>()?;
                 Response::Listing { records, total: listing.total }
             }
+            Request::Range { table, from, to, limit } => {
+                let records = store.range(table, &from, &to, limit).await?;
+                let records = records.into_iter().map(|r| to_wire(table, r)).collect::<Result<_, _>>()?;
+                Response::Listing { records, total: 0 }
+            }
             Request::FindUnique { table, index, value } => {
                 Response::Key { key: store.find_unique(table, &index, &value).await? }
             }
@@ -284,6 +290,20 @@ impl Store for RemoteStore {
             Response::Listing { records, total } => {
                 Ok(Listing { records: records.into_iter().map(from_wire).collect(), total })
             }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn range(
+        &self,
+        table: Table,
+        from: &str,
+        to: &str,
+        limit: usize,
+    ) -> Result<Vec<Record>, StoreError> {
+        let request = Request::Range { table, from: from.to_string(), to: to.to_string(), limit };
+        match self.call(&request).await? {
+            Response::Listing { records, .. } => Ok(records.into_iter().map(from_wire).collect()),
             other => Err(unexpected(other)),
         }
     }
