@@ -147,6 +147,20 @@ fn subscribed(product: Product, started_at: &str, when: &str) -> Ledger {
     ledger
 }
 
+/// A `call` event on 2026-01-10 with `data`, for the writer to rate against `product` (post-paid
+/// prices are counted by the writer).
+fn postpaid_call(product: &Product, id: &str, data: Value) -> RatedEvent {
+    let mut event = ledger_writer::fixtures::event(id, data);
+    event.occurred_at = at("2026-01-10T00:00:00Z");
+    RatedEvent {
+        event,
+        products: vec![SubscribedProduct { id: product.id.clone(), code: "p".into(), version: 1 }],
+        fees: Vec::new(),
+        warnings: Vec::new(),
+        needs_state: true,
+    }
+}
+
 fn grant_tx(version: u32, index: u32, start: &str) -> String {
     format!("{SUB}.prv_{version}.e{index}.{}", ms(start))
 }
@@ -327,17 +341,7 @@ fn post_paid_usage_is_billed_once_per_period_on_the_period_total() {
     );
     let p = plan(1, json!([price]), json!([]));
     let mut ledger = subscribed(p.clone(), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    let call = |id: &str, volume: u32| {
-        let mut e = ledger_writer::fixtures::event(id, json!({"volume": volume}));
-        e.occurred_at = at("2026-01-10T00:00:00Z");
-        RatedEvent {
-            event: e,
-            products: vec![SubscribedProduct { id: p.id.clone(), code: "p".into(), version: 1 }],
-            fees: Vec::new(),
-            warnings: Vec::new(),
-            needs_state: true,
-        }
-    };
+    let call = |id: &str, volume: u32| postpaid_call(&p, id, json!({"volume": volume}));
     ledger.input(usage(C, "2026-01-10T00:00:00Z", vec![call("e1", 80), call("e2", 80)]));
     assert_eq!(ledger.count(TransactionType::Fee), 0, "counted, not billed, as it arrives");
     assert!(ledger.out.events.values().all(|e| e.fees.is_empty()));
@@ -546,17 +550,8 @@ fn post_paid_usage_bills_one_fee_per_dimension_combination_in_whole_packages_of_
     );
     let p = plan(1, json!([price]), json!([]));
     let mut ledger = subscribed(p.clone(), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    let call = |id: &str, model: &str, volume: u32| {
-        let mut e = ledger_writer::fixtures::event(id, json!({"volume": volume, "model": model}));
-        e.occurred_at = at("2026-01-10T00:00:00Z");
-        RatedEvent {
-            event: e,
-            products: vec![SubscribedProduct { id: p.id.clone(), code: "p".into(), version: 1 }],
-            fees: Vec::new(),
-            warnings: Vec::new(),
-            needs_state: true,
-        }
-    };
+    let call =
+        |id: &str, model: &str, volume: u32| postpaid_call(&p, id, json!({"volume": volume, "model": model}));
     // big: 60 + 60 = 120 -> 2 packages at 2; small: 30 + 30 = 60 -> 1 package at 1 (per event it
     // would have been 4 + 2 packages).
     let events =

@@ -374,13 +374,7 @@ impl Store for EmbeddedStore {
             let wanted = total >= range.offset && range.limit.is_none_or(|l| records.len() < l);
             total += 1;
             if wanted {
-                let key = std::str::from_utf8(k.value()).map_err(|_| StoreError::Corrupt {
-                    table,
-                    key: String::from_utf8_lossy(k.value()).into_owned(),
-                    reason: "key is not UTF-8".to_string(),
-                })?;
-                let env = decode(table, key, v.value())?;
-                records.push(Record { key: key.to_string(), revision: env.revision, doc: env.doc });
+                records.push(stored(table, k.value(), v.value())?);
             }
         }
         Ok(Listing { records, total })
@@ -401,13 +395,7 @@ impl Store for EmbeddedStore {
         }
         for entry in t.range(from.as_bytes()..to.as_bytes()).map_err(backend)?.take(limit) {
             let (k, v) = entry.map_err(backend)?;
-            let key = std::str::from_utf8(k.value()).map_err(|_| StoreError::Corrupt {
-                table,
-                key: String::from_utf8_lossy(k.value()).into_owned(),
-                reason: "key is not UTF-8".to_string(),
-            })?;
-            let env = decode(table, key, v.value())?;
-            records.push(Record { key: key.to_string(), revision: env.revision, doc: env.doc });
+            records.push(stored(table, k.value(), v.value())?);
         }
         Ok(records)
     }
@@ -434,6 +422,17 @@ impl Store for EmbeddedStore {
         }
         outcome.await.map_err(|_| backend("the commit task failed"))?
     }
+}
+
+/// A record as listed: its key (which must be UTF-8) and its decoded envelope.
+fn stored(table: Table, key: &[u8], value: &[u8]) -> Result<Record, StoreError> {
+    let key = std::str::from_utf8(key).map_err(|_| StoreError::Corrupt {
+        table,
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: "key is not UTF-8".to_string(),
+    })?;
+    let env = decode(table, key, value)?;
+    Ok(Record { key: key.to_string(), revision: env.revision, doc: env.doc })
 }
 
 #[cfg(test)]
