@@ -105,6 +105,11 @@ impl Ledger {
         }));
     }
 
+    /// A charge of `amount` USD under transaction `id` at `when`.
+    fn charge(&mut self, id: &str, amount: &str, when: &str) {
+        self.input(LedgerInput::Charge(ledger_writer::fixtures::charge(C, id, amount, when)));
+    }
+
     /// Time passes to `when`.
     fn tick(&mut self, when: &str) {
         self.tick_with(when, None);
@@ -205,12 +210,7 @@ fn expire_and_replace_writes_off_the_remainder_and_issues_a_fresh_grant_each_per
     let life = json!({"duration": "month", "refresh": {"strategy": "expire_and_replace"}});
     let p = plan(1, json!([]), json!([entitlement("USD", 100, "bundled", life)]));
     let mut ledger = subscribed(p, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    ledger.input(LedgerInput::Charge(ledger_writer::fixtures::charge(
-        C,
-        "spend",
-        "30",
-        "2026-01-05T00:00:00Z",
-    )));
+    ledger.charge("spend", "30", "2026-01-05T00:00:00Z");
     ledger.tick("2026-03-15T00:00:00Z");
     let jan = format!("grant_{}", grant_tx(1, 0, "2026-01-01T00:00:00Z"));
     assert_eq!(ledger.tx(&format!("exp_{jan}")).map(|t| t.amount), Some(d("-70")));
@@ -233,12 +233,7 @@ fn rollover_carries_the_remainder_into_the_next_grant_without_expiry_revenue() {
     let life = json!({"duration": "month", "refresh": {"strategy": "rollover"}});
     let p = plan(1, json!([]), json!([entitlement("USD", 100, "promotion", life)]));
     let mut ledger = subscribed(p, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    ledger.input(LedgerInput::Charge(ledger_writer::fixtures::charge(
-        C,
-        "spend",
-        "30",
-        "2026-01-05T00:00:00Z",
-    )));
+    ledger.charge("spend", "30", "2026-01-05T00:00:00Z");
     ledger.tick("2026-02-01T00:00:00Z");
     let feb = ledger.tx(&grant_tx(1, 0, "2026-02-01T00:00:00Z")).expect("february's grant");
     assert_eq!(feb.amount, d("170"), "100 fresh + 70 carried");
@@ -497,12 +492,7 @@ fn a_promotion_entitlement_takes_its_own_priority_and_recognises_no_revenue() {
         "lifecycle": {"duration": "month"}, "accounting": {"revenue_basis": 0.5, "cost_basis": "auto"}});
     let p = plan(1, json!([]), json!([promo, bundled]));
     let mut ledger = subscribed(p, "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z");
-    ledger.input(LedgerInput::Charge(ledger_writer::fixtures::charge(
-        C,
-        "spend",
-        "15",
-        "2026-01-05T00:00:00Z",
-    )));
+    ledger.charge("spend", "15", "2026-01-05T00:00:00Z");
     let spend = ledger.tx("spend").expect("charge");
     // Bundled (20) before promotion (50 here); 10 bundled at 0.5 + 5 promotion at 0.
     assert_eq!(spend.lines[0].grant.as_deref().map(|g| g.contains(".e1.")), Some(true));
