@@ -152,6 +152,12 @@ fn subscribed(product: Product, started_at: &str, when: &str) -> Ledger {
     ledger
 }
 
+/// A $20 monthly fee and 100 USD of bundled credit a month refreshed with `strategy`.
+fn fee_and_allowance(strategy: &str) -> Product {
+    let life = json!({"duration": "month", "refresh": {"strategy": strategy}});
+    plan(1, json!([fixed("20", monthly(), None)]), json!([entitlement("USD", 100, "bundled", life)]))
+}
+
 /// A `call` event on 2026-01-10 with `data`, for the writer to rate against `product` (post-paid
 /// prices are counted by the writer).
 fn postpaid_call(product: &Product, id: &str, data: Value) -> RatedEvent {
@@ -350,16 +356,7 @@ fn post_paid_usage_is_billed_once_per_period_on_the_period_total() {
 
 #[test]
 fn an_inactive_subscription_stops_refreshes_and_fees_from_that_moment() {
-    let p = plan(
-        1,
-        json!([fixed("20", monthly(), None)]),
-        json!([entitlement(
-            "USD",
-            100,
-            "bundled",
-            json!({"duration": "month", "refresh": {"strategy": "expire_and_replace"}})
-        )]),
-    );
+    let p = fee_and_allowance("expire_and_replace");
     let mut sub = subscription(&p, "2026-01-01T00:00:00Z");
     let mut ledger = Ledger::new(vec![p]);
     ledger.subscriptions(vec![sub.clone()], "2026-01-01T00:00:00Z");
@@ -439,16 +436,7 @@ fn after_downtime_changes_are_applied_in_time_order_before_new_usage() {
 
 #[test]
 fn a_tick_applied_again_or_late_changes_nothing_more() {
-    let p = plan(
-        1,
-        json!([fixed("20", monthly(), None)]),
-        json!([entitlement(
-            "USD",
-            100,
-            "bundled",
-            json!({"duration": "month", "refresh": {"strategy": "rollover"}})
-        )]),
-    );
+    let p = fee_and_allowance("rollover");
     let sub = subscription(&p, "2026-01-01T00:00:00Z");
     let mut ledger = Ledger::new(vec![p]);
     ledger.subscriptions(vec![sub.clone()], "2026-01-01T00:00:00Z");
