@@ -41,11 +41,10 @@ pub async fn customer_now(store: &dyn Store, customer: &Customer) -> Result<Time
 /// The schedule entry an API change of `customer` writes in its own commit, so that a crash
 /// before the change's tick is appended still brings the change to the ledger (the partition's
 /// scheduler ticks it).
-pub fn schedule_op(state: &AppState, customer: &str, now: Timestamp) -> (String, Op) {
+pub fn schedule_op(state: &AppState, customer: &str, now: Timestamp) -> Result<(String, Op), ApiError> {
     let key = ledger_writer::scheduler::due_key(state.ledger.partition_of(customer), now, customer);
-    let op = Op::put_doc(Table::Schedule, key.as_str(), &serde_json::json!({}))
-        .expect("an empty object always encodes");
-    (key, op)
+    let op = Op::put_doc(Table::Schedule, key.as_str(), &serde_json::json!({}))?;
+    Ok((key, op))
 }
 
 /// Sends `customer` a tick carrying its subscriptions as now stored, and waits until it is

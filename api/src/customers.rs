@@ -236,7 +236,11 @@ pub async fn create(
             Op::put_doc(Table::TestClocks, clock.id.as_str(), &clock)?.expect(Expect::Revision(revision)),
         );
     }
-    let due = (!customer.subscriptions.is_empty()).then(|| schedule_op(&state, customer.id.as_str(), now));
+    let due = if customer.subscriptions.is_empty() {
+        None
+    } else {
+        Some(schedule_op(&state, customer.id.as_str(), now)?)
+    };
     ops.extend(due.as_ref().map(|(_, op)| op.clone()));
     store.write(ops).await?;
     if let Some((key, _)) = due {
@@ -314,7 +318,7 @@ pub async fn create_subscription(
     let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
     let now = customer_now(store, &customer).await?;
     let (subscription, pinned) = build_subscription(store, &FieldPath::root(), &req, now).await?;
-    let (due_key, due) = schedule_op(&state, &id, now);
+    let (due_key, due) = schedule_op(&state, &id, now)?;
     let created = modify_customer(store, &id, |customer| {
         let mut ops = subscription_ops(customer, subscription.id.as_str(), &pinned)?;
         ops.push(due.clone());
@@ -341,7 +345,7 @@ pub async fn update_subscription(
     let store = state.store.as_ref();
     let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
     let now = customer_now(store, &customer).await?;
-    let (due_key, due) = schedule_op(&state, &id, now);
+    let (due_key, due) = schedule_op(&state, &id, now)?;
     modify_customer(store, &id, |customer| {
         let subscription = customer
             .subscription_mut(&subscription_id)
@@ -380,7 +384,7 @@ pub async fn update_subscription_product(
     let product = load::<Product>(store, Table::Products, "product", &product_id).await?.value;
     let pinned = pin(&product, req.version, &FieldPath::root().field("version"))?;
     let now = customer_now(store, &customer).await?;
-    let (due_key, due) = schedule_op(&state, &id, now);
+    let (due_key, due) = schedule_op(&state, &id, now)?;
     modify_customer(store, &id, |customer| {
         let subscription = customer
             .subscription_mut(&subscription_id)

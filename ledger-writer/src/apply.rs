@@ -352,8 +352,18 @@ impl Step<'_> {
         account_id: &str,
         amount: Decimal,
     ) -> Result<(Vec<PostingLine>, Decimal), PostingError> {
+        self.debit_at(account_id, amount, self.now)
+    }
+
+    /// [`Step::debit`] with eligibility judged at `at` (a time-driven change's own moment).
+    fn debit_at(
+        &mut self,
+        account_id: &str,
+        amount: Decimal,
+        at: Timestamp,
+    ) -> Result<(Vec<PostingLine>, Decimal), PostingError> {
         let account = self.draft.accounts.entry(account_id.to_string()).or_default();
-        let lines = account.debit(amount, self.now)?;
+        let lines = account.debit(amount, at)?;
         let revenue = debit_revenue(&lines, account, asset_of(account_id))?;
         Ok((lines.iter().map(posting_line).collect(), revenue))
     }

@@ -71,15 +71,15 @@ pub async fn tick_for(
     let now = customer_time(clock.as_ref(), wall);
     let mut customer = customer;
     let mut revision = revision;
-    let mut settled = customer.clone();
-    if settled.subscriptions.iter_mut().fold(false, |changed, s| s.settle(now) | changed) {
-        let mut op =
-            Op::put_doc(Table::Customers, settled.id.as_str(), &settled)?.expect(Expect::Revision(revision));
-        if let Some(ext) = &settled.external_id {
+    // Settling changes nothing the writer bills by (start, billing or not, products), so the
+    // snapshot carries it whether or not this conditional write wins.
+    if customer.subscriptions.iter_mut().fold(false, |changed, s| s.settle(now) | changed) {
+        let mut op = Op::put_doc(Table::Customers, customer.id.as_str(), &customer)?
+            .expect(Expect::Revision(revision));
+        if let Some(ext) = &customer.external_id {
             op = op.unique("external_id", ext.clone());
         }
         if store.write(vec![op]).await.is_ok() {
-            customer = settled;
             revision += 1;
         }
     }
@@ -143,8 +143,10 @@ async fn round(
         let page = store.range(Table::Schedule, &from, &until, PAGE).await?;
         let listed = page.len();
         let mut due = Vec::new();
+        if let Some(last) = page.last() {
+            from = format!("{}\0", last.key);
+        }
         for record in page {
-            from = format!("{}\0", record.key);
             match parse_due_key(&record.key) {
                 Some((_, customer)) if !ticked.contains_key(&record.key) => {
                     due.push((record.key.clone(), customer.to_string()));

@@ -15,7 +15,7 @@
 //!   moved to another version): post-paid usage counted so far is billed then; an `in_arrears`
 //!   fee of the unfinished period is not; issued grants keep their expiry.
 
-use super::{debit_revenue, negated, posting_line, Known, Step};
+use super::{negated, posting_line, Known, Step};
 use crate::posting::{Line, NewGrant, PostingError, Purpose};
 use crate::state::{Item, SubscriptionLedger, Tally};
 use rater::amount::{self, Usage};
@@ -134,19 +134,37 @@ impl<'a> Step<'a> {
 
     /// Everything due at `t`.
     fn moment(&mut self, t: Timestamp) -> Result<(), PostingError> {
-        let ids: Vec<String> = self.draft.subscriptions.keys().cloned().collect();
+        // The items of the subscriptions with something due at `t`, read from the catalog once.
+        let due: Vec<(String, BTreeMap<String, ItemDef<'a>>)> = self
+            .draft
+            .subscriptions
+            .iter()
+            .filter(|(_, s)| {
+                s.anchor.is_some_and(|a| !s.opened && a <= t)
+                    || s.items.values().any(|i| i.end.is_some_and(|e| e <= t))
+            })
+            .map(|(id, _)| id.clone())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|id| {
+                let defs = self.defs(&id);
+                (id, defs)
+            })
+            .collect();
         let mut reopen = Vec::new();
-        for id in &ids {
-            reopen.extend(self.close_due(id, t)?);
+        for (id, defs) in &due {
+            for (key, carry) in self.close_due(id, t, defs)? {
+                reopen.push((id, defs, key, carry));
+            }
         }
         self.expire(t)?;
-        for id in &ids {
-            self.open_cycle(id, t)?;
+        for (id, defs) in &due {
+            self.open_cycle(id, t, defs)?;
         }
         // Grants before fees, so a fee collected at a period's start can use that period's credit.
-        reopen.sort_by_cached_key(|(id, key, _)| !self.defs(id).get(key).is_some_and(ItemDef::is_grant));
-        for (id, key, carry) in reopen {
-            self.open_item(&id, &key, t, carry)?;
+        reopen.sort_by_key(|(_, defs, key, _)| !defs.get(key).is_some_and(ItemDef::is_grant));
+        for (id, defs, key, carry) in reopen {
+            self.open_item(id, &key, t, carry, defs)?;
         }
         for account in self.draft.accounts.values_mut() {
             account.settle_debt(t);
@@ -161,12 +179,17 @@ impl<'a> Step<'a> {
     }
 
     /// Opens the cycle of subscription `id` if it starts at or before `t` and is not open yet.
-    fn open_cycle(&mut self, id: &str, t: Timestamp) -> Result<(), PostingError> {
+    fn open_cycle(
+        &mut self,
+        id: &str,
+        t: Timestamp,
+        defs: &BTreeMap<String, ItemDef<'a>>,
+    ) -> Result<(), PostingError> {
         let Some(sub) = self.draft.subscriptions.get(id) else { return Ok(()) };
         let Some(anchor) = sub.anchor.filter(|a| !sub.opened && *a <= t) else { return Ok(()) };
         // Grants before fees, so a fee collected at the start can use the period's credit.
         let mut keys: Vec<(bool, String)> =
-            self.defs(id).into_iter().map(|(key, def)| (!def.is_grant(), key)).collect();
+            defs.iter().map(|(key, def)| (!def.is_grant(), key.clone())).collect();
         keys.sort();
         let keys: Vec<String> = keys.into_iter().map(|(_, key)| key).collect();
         if let Some(sub) = self.draft.subscriptions.get_mut(id) {
@@ -176,7 +199,7 @@ impl<'a> Step<'a> {
             if let Some(sub) = self.draft.subscriptions.get_mut(id) {
                 sub.items.insert(key.clone(), Item { period: 0, start: anchor, end: None, grant: None });
             }
-            self.open_item(id, &key, anchor, None)?;
+            self.open_item(id, &key, anchor, None, defs)?;
         }
         self.event(
             &format!("{id}.activated.{}", millis(anchor)),
@@ -199,18 +222,21 @@ impl<'a> Step<'a> {
         key: &str,
         t: Timestamp,
         carry: Option<Line>,
+        defs: &BTreeMap<String, ItemDef<'a>>,
     ) -> Result<(), PostingError> {
         let Some(sub) = self.draft.subscriptions.get(id) else { return Ok(()) };
         let Some(anchor) = sub.anchor else { return Ok(()) };
         let Some(item) = sub.items.get(key).cloned() else { return Ok(()) };
-        let defs = self.defs(id);
         let Some(def) = defs.get(key) else { return Ok(()) };
         let end = def.period().and_then(|p| p.boundary(anchor, item.period + 1));
         let txid = format!("{id}.{key}.{}", millis(item.start));
         let mut grant = None;
         match def {
             ItemDef::Entitlement(e) => {
-                let Some(end) = end else { return self.finish(id, key) };
+                let Some(end) = end else {
+                    self.finish(id, key);
+                    return Ok(());
+                };
                 let carried = carry.as_ref().map_or(Decimal::ZERO, Line::amount);
                 let amount = e.amount.checked_add(carried).ok_or(PostingError::Overflow)?;
                 let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &e.asset);
@@ -254,7 +280,8 @@ impl<'a> Step<'a> {
                     self.collect(&txid, price, &base.name, t, false)?;
                 }
                 if once {
-                    return self.finish(id, key);
+                    self.finish(id, key);
+                    return Ok(());
                 }
             }
             ItemDef::PostPaid(..) => {}
@@ -267,11 +294,10 @@ impl<'a> Step<'a> {
     }
 
     /// Marks an item done: it is never due again in this cycle.
-    fn finish(&mut self, id: &str, key: &str) -> Result<(), PostingError> {
+    fn finish(&mut self, id: &str, key: &str) {
         if let Some(item) = self.draft.subscriptions.get_mut(id).and_then(|s| s.items.get_mut(key)) {
             item.end = None;
         }
-        Ok(())
     }
 
     /// Closes every item of `id` whose period ends at or before `t`; returns the items to open
@@ -280,7 +306,8 @@ impl<'a> Step<'a> {
         &mut self,
         id: &str,
         t: Timestamp,
-    ) -> Result<Vec<(String, String, Option<Line>)>, PostingError> {
+        defs: &BTreeMap<String, ItemDef<'a>>,
+    ) -> Result<Vec<(String, Option<Line>)>, PostingError> {
         let Some(sub) = self.draft.subscriptions.get(id) else { return Ok(Vec::new()) };
         let due: Vec<(String, Item)> = sub
             .items
@@ -291,12 +318,14 @@ impl<'a> Step<'a> {
         let mut reopen = Vec::new();
         for (key, item) in due {
             let end = item.end.unwrap_or(t);
-            let (refreshes, carry) = self.close_item(id, &key, &item, end)?;
-            let sub = self.draft.subscriptions.get_mut(id).expect("checked above");
-            let Some(stored) = sub.items.get_mut(&key) else { continue };
+            let (refreshes, carry) = self.close_item(id, &key, &item, end, defs.get(&key))?;
+            let Some(stored) = self.draft.subscriptions.get_mut(id).and_then(|s| s.items.get_mut(&key))
+            else {
+                continue;
+            };
             if refreshes {
                 *stored = Item { period: item.period + 1, start: end, end: None, grant: None };
-                reopen.push((id.to_string(), key, carry));
+                reopen.push((key, carry));
             } else {
                 stored.end = None;
             }
@@ -324,9 +353,9 @@ impl<'a> Step<'a> {
         key: &str,
         item: &Item,
         end: Timestamp,
+        def: Option<&ItemDef<'a>>,
     ) -> Result<(bool, Option<Line>), PostingError> {
-        let defs = self.defs(id);
-        let Some(def) = defs.get(key) else {
+        let Some(def) = def else {
             // The version is gone from the catalog: nothing to bill, nothing to renew.
             return Ok((false, None));
         };
@@ -366,31 +395,32 @@ impl<'a> Step<'a> {
         t: Timestamp,
         closing: bool,
     ) -> Result<(), PostingError> {
-        let Some(key) = self.free_key(txid) else { return Ok(()) };
         let Some((asset, amount)) = fixed_amount(price) else { return Err(PostingError::Overflow) };
-        let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, asset);
         let eligible_at = if closing { within(t) } else { t };
+        self.fee_at(txid, asset, amount, name.to_string(), t, eligible_at)
+    }
+
+    /// Posts a time-driven fee (once per `txid`): `amount` debited from the default account of
+    /// `asset` under the credit eligible at `eligible_at`, dated `t`.
+    fn fee_at(
+        &mut self,
+        txid: &str,
+        asset: &str,
+        amount: Decimal,
+        description: String,
+        t: Timestamp,
+        eligible_at: Timestamp,
+    ) -> Result<(), PostingError> {
+        let Some(key) = self.free_key(txid) else { return Ok(()) };
+        let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, asset);
         let (lines, revenue) = self.debit_at(&account_id, amount, eligible_at)?;
         let mut tx = self.transaction(txid, TransactionType::Fee, &account_id, negated(amount));
         tx.lines = lines;
         tx.revenue = revenue;
-        tx.description = Some(name.to_string());
+        tx.description = Some(description);
         (tx.created_at, tx.executed_at) = (t, t);
         self.record(key, tx);
         Ok(())
-    }
-
-    /// Debits `amount` from an account at `t`; returns the lines and the revenue.
-    fn debit_at(
-        &mut self,
-        account_id: &str,
-        amount: Decimal,
-        t: Timestamp,
-    ) -> Result<(Vec<PostingLine>, Decimal), PostingError> {
-        let account = self.draft.accounts.entry(account_id.to_string()).or_default();
-        let lines = account.debit(amount, t)?;
-        let revenue = debit_revenue(&lines, account, WalletAccount::split_id(account_id).1)?;
-        Ok((lines.iter().map(posting_line).collect(), revenue))
     }
 
     /// Bills the post-paid usage of one price counted in the period ending at `end`: one fee per
@@ -410,15 +440,8 @@ impl<'a> Step<'a> {
                 continue;
             };
             let id = if n == 0 { txid.to_string() } else { format!("{txid}.{n}") };
-            let Some(key) = self.free_key(&id) else { continue };
-            let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &asset);
-            let (lines, revenue) = self.debit_at(&account_id, amount, within(end))?;
-            let mut tx = self.transaction(&id, TransactionType::Fee, &account_id, negated(amount));
-            tx.lines = lines;
-            tx.revenue = revenue;
-            tx.description = Some(format!("{} ({} events)", base.name, tally.events.normalize()));
-            (tx.created_at, tx.executed_at) = (end, end);
-            self.record(key, tx);
+            let description = format!("{} ({} events)", base.name, tally.events.normalize());
+            self.fee_at(&id, &asset, amount, description, end, within(end))?;
         }
         Ok(())
     }
@@ -490,8 +513,8 @@ impl<'a> Step<'a> {
         let Some(sub) = self.draft.subscriptions.get(id) else { return Ok(()) };
         let open: Vec<(String, Item)> =
             sub.items.iter().filter(|(_, i)| i.end.is_some()).map(|(k, i)| (k.clone(), i.clone())).collect();
+        let defs = self.defs(id);
         for (key, item) in open {
-            let defs = self.defs(id);
             if let Some(ItemDef::PostPaid(base, price, _)) = defs.get(key.as_str()) {
                 let txid = format!("{id}.{key}.{}", millis(item.start));
                 self.bill_postpaid(&txid, &key, base, price, t)?;

@@ -9,6 +9,7 @@
 
 use anyhow::{bail, Context};
 use benches::load::http::{Connection, Endpoint};
+use benches::load::scrape::{self, Metrics};
 use benches::load::spawn::SpawnedServer;
 use bytes::Bytes;
 use clap::Parser;
@@ -146,7 +147,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let batches = now.batches - before.batches;
             println!(
                 "writer: {batches:.0} batches of {:.0} records on average, commits {:.1} ms on average",
-                (now.records - before.records) / batches.max(1.0),
+                (now.batch_records - before.batch_records) / batches.max(1.0),
                 (now.commit_seconds - before.commit_seconds) * 1000.0 / batches.max(1.0)
             );
             break;
@@ -166,27 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-struct Counters {
-    renewed: f64,
-    postings: f64,
-    batches: f64,
-    records: f64,
-    commit_seconds: f64,
-}
-
-async fn scrape(connection: &mut Connection) -> anyhow::Result<Counters> {
+async fn scrape(connection: &mut Connection) -> anyhow::Result<Metrics> {
     let answer = connection.get("/metrics").await?;
-    let text = String::from_utf8_lossy(&answer.body);
-    let value = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.trim().parse::<f64>().ok()))
-            .unwrap_or(0.0)
-    };
-    Ok(Counters {
-        renewed: value("drawdown_subscriptions_renewed_total "),
-        postings: value("drawdown_writer_postings_total "),
-        batches: value("drawdown_writer_batch_size_count "),
-        records: value("drawdown_writer_batch_size_sum "),
-        commit_seconds: value("drawdown_writer_commit_seconds_sum "),
-    })
+    Ok(scrape::parse(&String::from_utf8_lossy(&answer.body)))
 }

@@ -24,7 +24,7 @@ mod memory;
 pub mod pricing;
 pub mod report;
 mod ring;
-mod scrape;
+pub mod scrape;
 mod send;
 mod setup;
 pub mod spawn;

@@ -6,12 +6,22 @@
 const EVENT_TO_BALANCE: &str = "drawdown_event_to_balance_seconds_bucket";
 const POSTINGS: &str = "drawdown_writer_postings_total";
 const EVENTS_ACCEPTED: &str = "drawdown_events_accepted_total";
+const RENEWED: &str = "drawdown_subscriptions_renewed_total";
+const BATCHES: &str = "drawdown_writer_batch_size_count";
+const BATCH_RECORDS: &str = "drawdown_writer_batch_size_sum";
+const COMMIT_SECONDS: &str = "drawdown_writer_commit_seconds_sum";
 
 /// What one scrape said (absent samples read as zero).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Metrics {
     pub postings: f64,
     pub events_accepted: f64,
+    /// Subscription renewals applied by the writers.
+    pub renewed: f64,
+    /// Writer batches committed, the records they held, and the seconds their commits took.
+    pub batches: f64,
+    pub batch_records: f64,
+    pub commit_seconds: f64,
     /// `(upper bound in seconds, cumulative count)`, sorted by bound; `+Inf` is infinity.
     pub event_to_balance: Vec<(f64, f64)>,
 }
@@ -48,6 +58,10 @@ pub fn parse(text: &str) -> Metrics {
         match name {
             POSTINGS => metrics.postings = value,
             EVENTS_ACCEPTED => metrics.events_accepted = value,
+            RENEWED => metrics.renewed = value,
+            BATCHES => metrics.batches = value,
+            BATCH_RECORDS => metrics.batch_records = value,
+            COMMIT_SECONDS => metrics.commit_seconds = value,
             EVENT_TO_BALANCE => {
                 if let Some(bound) = label(labels, "le").and_then(number) {
                     metrics.event_to_balance.push((bound, value));
