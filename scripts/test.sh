@@ -34,6 +34,14 @@ STAMP="$VENV/.requirements.sha256"
 
 if [ ! -x "$VENV/bin/python" ]; then
     echo "==> creating $VENV"
+    # A fresh Debian/Ubuntu machine may lack python3 or its venv module: install them once
+    # (root with apt-get; only when missing, so later runs skip this).
+    if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+            echo "==> apt-get install python3 python3-venv"
+            apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+        fi
+    fi
     if ! python3 -m venv "$VENV"; then
         rm -rf "$VENV"
         echo "error: python3 could not create a virtual environment (on Debian/Ubuntu the" >&2
