@@ -211,12 +211,26 @@ pub fn ingest_router(state: AppState, readiness: Readiness) -> Router {
     finish(probes(readiness).merge(protected).with_state(state))
 }
 
-/// The fallbacks and body limits every surface shares.
+/// The fallbacks, body limits and panic guard every surface shares.
 fn finish(app: Router) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(refuse_oversized))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// Defence in depth: a handler that panics (a bug) answers a 500 ProblemDetails and is counted,
+/// instead of dropping the connection.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a handler panicked");
+    telemetry::METRICS.http_handler_panics_total.add(1);
+    tracing::error!(panic = message, "a request handler panicked");
+    crate::ApiError::Internal("the request could not be completed".into()).into_response()
 }
 
 #[cfg(test)]
@@ -249,6 +263,22 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["status"], 503);
         assert_eq!(body["detail"], "not ready: log: unreachable; group `raters`: not joined");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_a_counted_500_problem() {
+        async fn boom() -> &'static str {
+            panic!("deliberate")
+        }
+        let before = telemetry::METRICS.http_handler_panics_total.get();
+        let router = finish(Router::new().route("/boom", get(boom)));
+        let request = Request::builder().uri("/boom").body(Body::empty()).unwrap();
+        let response = router.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body["status"], 500);
+        assert!(telemetry::METRICS.http_handler_panics_total.get() > before);
     }
 
     #[tokio::test]

@@ -9,8 +9,9 @@
 //!
 //! A backend without multi-partition transactions says so with
 //! [`Harness::CROSS_PARTITION_ATOMIC`]; the tests about batches spanning partitions then check
-//! the per-partition guarantee instead. A backend that needs a server the machine may lack says
-//! why with [`Harness::unavailable`]: its tests then print that and pass without running.
+//! the per-partition guarantee instead. A backend that needs a server the machine may lack marks
+//! its tests ignored (`store_conformance_tests!(H, ignore = "why")`) and says why with
+//! [`Harness::unavailable`]: run with `--include-ignored` and no server, they fail saying so.
 
 #![allow(clippy::unwrap_used)] // test code: a failed step should panic with its location
 
@@ -302,23 +303,28 @@ pub async fn optimistic_updates_lose_nothing<H: Harness>() {
     assert_eq!(n_of(s.as_ref(), Table::Meta, "counter").await, Some(80));
 }
 
-/// Whether `H` cannot be tested here: then says why on stderr, once per test binary and past
-/// the test runner's output capture (a skipped test must not pass silently), and returns true.
-pub fn skipped<H: Harness>() -> bool {
-    let Some(reason) = H::unavailable() else { return false };
-    static NOTICE: std::sync::Once = std::sync::Once::new();
-    NOTICE.call_once(|| {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "{reason}");
-    });
-    true
+/// Fails the test, saying why, when `H`'s backend cannot be reached here: a test that was asked
+/// to run must not pass without running.
+pub fn require<H: Harness>() {
+    if let Some(reason) = H::unavailable() {
+        panic!("not run: {reason}");
+    }
 }
 
-/// Instantiates every conformance test for a [`Harness`].
+/// Instantiates every conformance test for a [`Harness`]. With `ignore = "why"` the tests are
+/// marked ignored (reported as such, run with `--include-ignored`): for a backend whose server is
+/// not on every machine.
 #[macro_export]
 macro_rules! store_conformance_tests {
     ($harness:ty) => {
-        $crate::store_conformance_tests!(@tests $harness;
+        // An attribute that never applies: the tests run by default.
+        $crate::store_conformance_tests!(@all $harness; cfg_attr(any(), ignore));
+    };
+    ($harness:ty, ignore = $why:literal) => {
+        $crate::store_conformance_tests!(@all $harness; ignore = $why);
+    };
+    (@all $harness:ty; $attr:meta) => {
+        $crate::store_conformance_tests!(@tests $harness; $attr;
             put_then_get_counts_revisions,
             get_many_answers_in_key_order_with_gaps,
             concurrent_batches_fail_only_themselves,
@@ -332,15 +338,14 @@ macro_rules! store_conformance_tests {
             optimistic_updates_lose_nothing,
         );
     };
-    (@tests $harness:ty; $($name:ident),* $(,)?) => {
+    (@tests $harness:ty; $attr:meta; $($name:ident),* $(,)?) => {
         mod store_conformance {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$attr]
                 async fn $name() {
-                    if $crate::conformance::skipped::<$harness>() {
-                        return;
-                    }
+                    $crate::conformance::require::<$harness>();
                     $crate::conformance::$name::<$harness>().await;
                 }
             )*

@@ -237,6 +237,7 @@ metrics! {
     rater_lag_records: Gauge = Gauge::new(), "usage.raw records not yet rated, summed over partitions.";
     writer_inputs_total: Counter = Counter::new(), "ledger.input records applied by the ledger writers.";
     writer_postings_total: Counter = Counter::new(), "Transactions posted (fees, charges, adjustments, expiries).";
+    http_handler_panics_total: Counter = Counter::new(), "Requests whose handler panicked, answered with a 500 ProblemDetails (a bug: every one is logged).";
     subscriptions_renewed_total: Counter = Counter::new(), "Subscription periods renewed by the ledger writers (one per subscription and renewal instant).";
     writer_fenced_total: Counter = Counter::new(), "Writer batches refused by the epoch fence: this process had lost the partition (a zombie) and posted none of them.";
     writer_batch_size: Histogram = Histogram::size(), "ledger.input records per writer batch.";
