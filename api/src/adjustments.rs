@@ -12,12 +12,15 @@ use crate::auth::sha256_hex;
 use crate::docs::load;
 use crate::error::ApiError;
 use crate::extract::Body;
+use crate::extract::Path;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
+use ledger_writer::posting::PostingError;
+use ledger_writer::LedgerState;
 use schemas::currency::is_iso_currency;
-use schemas::customer::Customer;
+use schemas::customer::{Customer, WalletAccount};
 use schemas::ledger::{
     AdjustmentCommand, AdjustmentReason, ChargeCommand, CreateAdjustmentRequest, CreateChargeRequest,
     LedgerInput, Transaction,
@@ -120,26 +123,62 @@ pub fn replay(posted: &Transaction, body_hash: &str) -> Result<CreatedResponse, 
     }
 }
 
+/// What a command does to one wallet account, for the ledger-bound check.
+struct Posting<'a> {
+    account_id: String,
+    /// A credit (a new grant) when true, else a debit.
+    credit: bool,
+    amount: Decimal,
+    now: Timestamp,
+    customer_id: &'a str,
+}
+
+impl Posting<'_> {
+    /// A 422 naming `amount` when the posting would take the account beyond the ledger bound
+    /// (`semantics.md` §1), which the ledger writer would refuse.
+    async fn check_bound(&self, store: &dyn Store) -> Result<(), ApiError> {
+        let ledger = get_doc::<LedgerState>(store, Table::Ledger, self.customer_id).await?;
+        let account =
+            ledger.and_then(|d| d.value.accounts.get(&self.account_id).cloned()).unwrap_or_default();
+        let fits = if self.credit {
+            account.credit_fits(self.amount)
+        } else {
+            account.debit_fits(self.amount, self.now)
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(ApiError::invalid("amount", PostingError::Bound.to_string()))
+        }
+    }
+}
+
 /// Replays an existing transaction, or submits `input` to the ledger writer and answers from the
 /// transaction it posted.
 async fn post_once(
     state: &AppState,
-    customer_id: &str,
+    posting: Posting<'_>,
     transaction_id: &str,
     body_hash: &str,
     input: LedgerInput,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
     let store = state.store.as_ref();
+    let customer_id = posting.customer_id;
     let key = Transaction::key(customer_id, transaction_id);
     if let Some(posted) = get_doc::<Transaction>(store, Table::Transactions, &key).await? {
         return replay(&posted.value, body_hash).map(|r| (StatusCode::CREATED, Json(r)));
     }
+    posting.check_bound(store).await?;
     state.ledger.submit(&input).await?;
     match get_doc::<Transaction>(store, Table::Transactions, &key).await? {
         Some(posted) => replay(&posted.value, body_hash).map(|r| (StatusCode::CREATED, Json(r))),
-        None => Err(ApiError::Internal(format!(
-            "the ledger could not post transaction `{transaction_id}` of customer `{customer_id}`"
-        ))),
+        None => {
+            // Refused: a concurrent posting took the account to the bound since the check.
+            posting.check_bound(store).await?;
+            Err(ApiError::Internal(format!(
+                "the ledger could not post transaction `{transaction_id}` of customer `{customer_id}`"
+            )))
+        }
     }
 }
 
@@ -154,13 +193,23 @@ pub async fn create_adjustment(
     validate_adjustment(&request, asset_known(store, &request.asset).await?, now).into_result()?;
     let body_hash = body_hash(&request)?;
     let transaction_id = request.transaction_id.clone();
+    let posting = Posting {
+        account_id: WalletAccount::account_id(
+            request.account_name.as_deref().unwrap_or(WalletAccount::DEFAULT_NAME),
+            &request.asset,
+        ),
+        credit: request.amount > Decimal::ZERO,
+        amount: request.amount.abs(),
+        now,
+        customer_id: &id,
+    };
     let input = LedgerInput::Adjustment(AdjustmentCommand {
         customer_id: id.clone(),
         accepted_at: now,
         body_hash: body_hash.clone(),
         request,
     });
-    post_once(&state, &id, &transaction_id, &body_hash, input).await
+    post_once(&state, posting, &transaction_id, &body_hash, input).await
 }
 
 pub async fn create_charge(
@@ -174,13 +223,23 @@ pub async fn create_charge(
     validate_charge(&request, asset_known(store, &request.asset).await?).into_result()?;
     let body_hash = body_hash(&request)?;
     let transaction_id = request.transaction_id.clone();
+    let posting = Posting {
+        account_id: WalletAccount::account_id(
+            request.account_name.as_deref().unwrap_or(WalletAccount::DEFAULT_NAME),
+            &request.asset,
+        ),
+        credit: false,
+        amount: request.amount,
+        now,
+        customer_id: &id,
+    };
     let input = LedgerInput::Charge(ChargeCommand {
         customer_id: id.clone(),
         accepted_at: now,
         body_hash: body_hash.clone(),
         request,
     });
-    post_once(&state, &id, &transaction_id, &body_hash, input).await
+    post_once(&state, posting, &transaction_id, &body_hash, input).await
 }
 
 #[cfg(test)]

@@ -12,10 +12,11 @@
 
 use crate::docs::clamp;
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::extract::{parse_json, Params, RawBody};
 use crate::stats::{event_stats, sum, within_dates};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use schemas::customer::Customer;
@@ -194,6 +195,7 @@ pub async fn get(
         created_at: stored.created_at,
         fees: stored.fees,
         stats,
+        warnings: stored.warnings,
     }))
 }
 

@@ -27,7 +27,8 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     }
 }
 
-/// A JSON request body.
+/// A JSON request body whose every number is within the request bound (`semantics.md` §1: a
+/// number beyond it is a 422 naming its field).
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
@@ -35,8 +36,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let RawBody(bytes) = RawBody::from_request(req, state).await?;
-        parse_json(&bytes).map(Body)
+        parse_bounded_json(&bytes).map(Body)
     }
+}
+
+/// [`parse_json`], after checking that every number of the document is within the request
+/// bound. (`POST /events`, the hot path, checks its events' numbers field by field instead.)
+pub fn parse_bounded_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if let Ok(document) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        let mut errors = schemas::problem::ValidationErrors::new();
+        schemas::validate::numbers_within_bound(&mut errors, &document);
+        errors.into_result()?;
+    }
+    // Not JSON at all: `parse_json` says why, as a 400.
+    parse_json(bytes)
 }
 
 /// Parses a JSON document, classifying failures as 400 (not JSON) or 422 (wrong shape).
@@ -102,4 +115,19 @@ fn serde_urlencoded_compat<T: DeserializeOwned>(query: &str) -> Result<T, ApiErr
     )
     .map(|q| q.0)
     .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// Path parameters; an undecodable one (invalid percent-encoding or UTF-8) is a 400
+/// ProblemDetails like every other malformed request.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+    }
 }

@@ -5,8 +5,10 @@
 use crate::docs::{load, paginate};
 use crate::error::ApiError;
 use crate::extract::Params;
+use crate::extract::Path;
+use crate::stats::OutOfRange;
 use crate::{grants, AppState};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use ledger_writer::LedgerState;
 use schemas::customer::{Customer, WalletAccount};
@@ -29,7 +31,7 @@ struct Wallet {
 }
 
 impl Wallet {
-    fn accounts(&self, now: Timestamp) -> Vec<WalletAccount> {
+    fn accounts(&self, now: Timestamp) -> Result<Vec<WalletAccount>, OutOfRange> {
         wallet_accounts(&self.provisioned, self.ledger.as_ref(), now)
     }
 
@@ -40,7 +42,7 @@ impl Wallet {
         account_id: &str,
         now: Timestamp,
     ) -> Result<WalletAccount, ApiError> {
-        self.accounts(now).into_iter().find(|a| a.id == account_id).ok_or_else(|| {
+        self.accounts(now)?.into_iter().find(|a| a.id == account_id).ok_or_else(|| {
             ApiError::NotFound(format!("customer `{customer_id}` has no wallet account `{account_id}`"))
         })
     }
@@ -60,12 +62,13 @@ async fn load_wallet(store: &dyn Store, customer_id: &str) -> Result<Wallet, Api
 }
 
 /// The provisioned accounts united with those the ledger knows, sorted by id, each with its
-/// `available` balance at `now` (zero while the ledger has nothing for it).
+/// `available` balance at `now` (zero while the ledger has nothing for it). Checked: an account
+/// beyond the ledger bound (which the writer never lets happen) is an error, not a panic.
 pub fn wallet_accounts(
     provisioned: &[WalletAccount],
     ledger: Option<&LedgerState>,
     now: Timestamp,
-) -> Vec<WalletAccount> {
+) -> Result<Vec<WalletAccount>, OutOfRange> {
     let mut accounts: BTreeMap<String, WalletAccount> =
         provisioned.iter().map(|a| (a.id.clone(), a.clone())).collect();
     for id in ledger.iter().flat_map(|l| l.accounts.keys()) {
@@ -74,8 +77,9 @@ pub fn wallet_accounts(
     accounts
         .into_values()
         .map(|mut a| {
-            a.available = ledger.map_or(Decimal::ZERO, |l| l.available(&a.id, now));
-            a
+            a.available =
+                ledger.map_or(Some(Decimal::ZERO), |l| l.available(&a.id, now)).ok_or(OutOfRange)?;
+            Ok(a)
         })
         .collect()
 }
@@ -85,7 +89,7 @@ pub async fn get_wallet(
     Path(id): Path<String>,
 ) -> Result<Json<GetWalletResponse>, ApiError> {
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
-    Ok(Json(GetWalletResponse { accounts: wallet.accounts(wallet.now) }))
+    Ok(Json(GetWalletResponse { accounts: wallet.accounts(wallet.now)? }))
 }
 
 /// One account with its pending amounts (no top-ups or holds exist yet, so both are 0).
@@ -161,7 +165,7 @@ mod tests {
         usd.debit(Decimal::from(2), t(1)).unwrap();
         ledger.accounts.insert("default:USD".into(), usd);
 
-        let accounts = wallet_accounts(&provisioned, Some(&ledger), t(2));
+        let accounts = wallet_accounts(&provisioned, Some(&ledger), t(2)).unwrap();
         let shown: Vec<_> = accounts
             .iter()
             .map(|a| (a.id.as_str(), a.name.as_str(), a.asset.as_str(), a.available))
@@ -175,7 +179,7 @@ mod tests {
             ]
         );
         // Balances are taken at `now`: the grant has expired by day 20.
-        assert_eq!(wallet_accounts(&provisioned, Some(&ledger), t(20))[0].available, Decimal::ZERO);
-        assert_eq!(wallet_accounts(&provisioned, None, t(2)).len(), 2);
+        assert_eq!(wallet_accounts(&provisioned, Some(&ledger), t(20)).unwrap()[0].available, Decimal::ZERO);
+        assert_eq!(wallet_accounts(&provisioned, None, t(2)).unwrap().len(), 2);
     }
 }

@@ -228,7 +228,7 @@ impl RatingContext for StateContext<'_> {
         self.state
             .accounts
             .get(&WalletAccount::account_id(WalletAccount::DEFAULT_NAME, asset))
-            .map(|a| a.available(self.now))
+            .and_then(|a| a.available(self.now))
     }
 }
 
@@ -385,15 +385,28 @@ impl Step<'_> {
                 }
                 continue;
             }
-            let (fees, warnings) = self.fees_for(&mut rated)?;
+            let (fees, mut warnings) = self.fees_for(&mut rated)?;
             let mut posted = Vec::with_capacity(fees.len());
             let mut revenue = Decimal::ZERO;
             for fee in fees {
+                let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &fee.fee.currency);
+                // A usage event is never refused: a fee the account cannot hold within the
+                // ledger bound is left uncharged, and the event says so.
+                let fits = |a: &Account| a.debit_fits(fee.fee.amount, self.now);
+                if !self.draft.accounts.get(&account_id).map_or_else(|| fits(&Account::new()), fits) {
+                    warnings.push(format!(
+                        "fee {} of {} {} was not charged: {}",
+                        fee.id,
+                        fee.fee.amount,
+                        fee.fee.currency,
+                        PostingError::Bound
+                    ));
+                    continue;
+                }
                 let Some(transaction_key) = self.free_key(&fee.id) else {
                     tracing::error!(customer = %usage.customer_id, fee = %fee.id, "fee id already taken: fee not posted");
                     continue;
                 };
-                let account_id = WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &fee.fee.currency);
                 let (lines, fee_revenue) = self.debit(&account_id, fee.fee.amount)?;
                 revenue = revenue.checked_add(fee_revenue).ok_or(PostingError::Overflow)?;
                 let mut t =
@@ -690,7 +703,7 @@ mod tests {
         // 100 credits at 0.10 USD; the 30 that went to debt recognise nothing.
         assert_eq!(tx(&out, &id).revenue, d("10"));
         assert_eq!(out.events[&StoredEvent::key("evt_1", C)].revenue, d("10"));
-        assert_eq!(state.available("default:CREDIT", at("2026-03-02T00:00:00Z")), d("-30"));
+        assert_eq!(state.available("default:CREDIT", at("2026-03-02T00:00:00Z")), Some(d("-30")));
     }
 
     #[test]
@@ -718,7 +731,7 @@ mod tests {
         assert_eq!(paid_exp.lines[0].kind, "expired");
         // The charge after the expiry found no credit.
         assert_eq!(tx(&out, "later").lines[0].kind, "to_debt");
-        assert_eq!(state.available("default:USD", at("2026-03-01T00:00:00Z")), d("-1"));
+        assert_eq!(state.available("default:USD", at("2026-03-01T00:00:00Z")), Some(d("-1")));
     }
 
     #[test]
@@ -786,7 +799,7 @@ mod tests {
         assert_eq!(out.events.len(), 1);
         assert_eq!(out.transactions.len(), 1);
         assert_eq!((out.duplicate_events, out.duplicate_conflicts), (3, 2));
-        assert_eq!(state.available("default:USD", at("2026-11-15T13:00:00Z")), d("-1"));
+        assert_eq!(state.available("default:USD", at("2026-11-15T13:00:00Z")), Some(d("-1")));
     }
 
     #[test]
@@ -804,7 +817,7 @@ mod tests {
         assert_eq!(outcomes, [Outcome::Applied, Outcome::Applied, Outcome::Applied]);
         assert_eq!(out.transactions.len(), 1);
         assert_eq!(tx(&out, "t1").body_hash.as_deref(), Some("hash_t1_5"));
-        assert_eq!(state.available("default:USD", at("2026-11-01T00:00:00Z")), d("5"));
+        assert_eq!(state.available("default:USD", at("2026-11-01T00:00:00Z")), Some(d("5")));
     }
 
     #[test]

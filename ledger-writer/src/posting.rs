@@ -7,8 +7,13 @@
 //! - `remaining` never goes below zero and debt never below zero;
 //! - conservation: `sum(grant amounts) = sum(remaining) + sum(debited from grants)
 //!   + sum(repaid debt) + sum(written off) + sum(rolled over)`;
-//! - `available = sum(remaining of eligible grants) - debt`.
+//! - `available = sum(remaining of eligible grants) - debt`;
+//! - bounded (`semantics.md` §1): the sum of remaining and the debt each stay within
+//!   [`ACCOUNT_BOUND`] (10^15): a credit or debit that would go beyond is refused
+//!   ([`PostingError::Bound`]) before anything changes, so every read of an account
+//!   (`available`, totals) is checked arithmetic that cannot fail.
 
+use schemas::money::ACCOUNT_BOUND;
 use schemas::{Decimal, Timestamp};
 use serde::{Deserialize, Serialize};
 
@@ -93,6 +98,9 @@ pub enum PostingError {
     DuplicateGrant(String),
     #[error("amount out of range")]
     Overflow,
+    /// The account would hold more than [`ACCOUNT_BOUND`] in credit or in debt.
+    #[error("the account would hold more than 1000000000000000 in credit or in debt (the ledger bound)")]
+    Bound,
 }
 
 /// One wallet account: `{name}:{ASSET}` with its grants and debt.
@@ -115,10 +123,28 @@ impl Account {
         Self { grants, debt, next_seq }
     }
 
-    /// `sum(remaining of eligible grants) - debt`; negative when in debt.
-    pub fn available(&self, now: Timestamp) -> Decimal {
-        let credit: Decimal = self.grants.iter().filter(|g| g.is_eligible(now)).map(|g| g.remaining).sum();
-        credit - self.debt
+    /// `sum(remaining of eligible grants) - debt`; negative when in debt. `None` only if the
+    /// account broke the bound (it cannot: credits and debits beyond it are refused).
+    pub fn available(&self, now: Timestamp) -> Option<Decimal> {
+        self.eligible_credit(now)?.checked_sub(self.debt)
+    }
+
+    /// The sum of the eligible grants' remaining amounts.
+    fn eligible_credit(&self, now: Timestamp) -> Option<Decimal> {
+        sum(self.grants.iter().filter(|g| g.is_eligible(now)).map(|g| g.remaining))
+    }
+
+    /// Whether the account may take `amount` more credit: every grant's remaining, eligible
+    /// or not yet, counts against [`ACCOUNT_BOUND`].
+    pub fn credit_fits(&self, amount: Decimal) -> bool {
+        sum(self.grants.iter().map(|g| g.remaining).chain([amount])).is_some_and(|held| held <= ACCOUNT_BOUND)
+    }
+
+    /// Whether a debit of `amount` at `now` keeps the debt within [`ACCOUNT_BOUND`].
+    pub fn debit_fits(&self, amount: Decimal, now: Timestamp) -> bool {
+        let Some(credit) = self.eligible_credit(now) else { return false };
+        let uncovered = amount.checked_sub(credit).unwrap_or(Decimal::ZERO).max(Decimal::ZERO);
+        self.debt.checked_add(uncovered).is_some_and(|debt| debt <= ACCOUNT_BOUND)
     }
 
     /// Indexes of eligible grants in consumption order: priority, then `expires_at`, then
@@ -157,6 +183,9 @@ impl Account {
         if amount < Decimal::ZERO {
             return Err(PostingError::NegativeAmount);
         }
+        if !self.debit_fits(amount, now) {
+            return Err(PostingError::Bound);
+        }
         let (slices, uncovered) = self.take(amount, now);
         let mut lines: Vec<Line> =
             slices.into_iter().map(|(grant, amount)| Line::FromGrant { grant, amount }).collect();
@@ -178,6 +207,9 @@ impl Account {
         }
         if self.grants.iter().any(|g| g.id == grant.id) {
             return Err(PostingError::DuplicateGrant(grant.id));
+        }
+        if !self.credit_fits(grant.amount) {
+            return Err(PostingError::Bound);
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -231,6 +263,11 @@ impl Account {
     pub fn next_expiry(&self) -> Option<Timestamp> {
         self.grants.iter().filter(|g| g.remaining > Decimal::ZERO).map(|g| g.expires_at).min()
     }
+}
+
+/// Checked sum: `None` if it leaves the decimal range.
+fn sum(amounts: impl IntoIterator<Item = Decimal>) -> Option<Decimal> {
+    amounts.into_iter().try_fold(Decimal::ZERO, Decimal::checked_add)
 }
 
 #[cfg(test)]
@@ -306,7 +343,7 @@ mod tests {
         let lines = a.debit(d("4.5"), t(2)).unwrap();
         assert_eq!(lines, [from("g1", "3"), from("g2", "1.5")]);
         assert_eq!(lines.iter().map(Line::amount).sum::<Decimal>(), d("4.5"));
-        assert_eq!(a.available(t(2)), d("8.5"));
+        assert_eq!(a.available(t(2)).unwrap(), d("8.5"));
     }
 
     #[test]
@@ -314,9 +351,9 @@ mod tests {
         let mut a = Account::new();
         a.credit(grant("g1", Purpose::Paid, "2", 1, 30), t(1)).unwrap();
         assert_eq!(a.debit(d("5"), t(2)).unwrap(), [from("g1", "2"), Line::ToDebt { amount: d("3") }]);
-        assert_eq!((a.debt, a.available(t(2))), (d("3"), d("-3")));
+        assert_eq!((a.debt, a.available(t(2)).unwrap()), (d("3"), d("-3")));
         assert_eq!(a.debit(d("1"), t(2)).unwrap(), [Line::ToDebt { amount: d("1") }]);
-        assert_eq!(a.available(t(2)), d("-4"));
+        assert_eq!(a.available(t(2)).unwrap(), d("-4"));
     }
 
     #[test]
@@ -325,12 +362,12 @@ mod tests {
         a.debit(d("4"), t(1)).unwrap();
         let lines = a.credit(grant("g1", Purpose::Paid, "10", 1, 30), t(2)).unwrap();
         assert_eq!(lines, [Line::RepaidDebt { grant: "g1".into(), amount: d("4") }]);
-        assert_eq!((a.debt, a.available(t(2)), a.grants[0].remaining), (d("0"), d("6"), d("6")));
+        assert_eq!((a.debt, a.available(t(2)).unwrap(), a.grants[0].remaining), (d("0"), d("6"), d("6")));
         // A grant smaller than the debt repays what it can.
         a.debit(d("9"), t(2)).unwrap();
         let lines = a.credit(grant("g2", Purpose::Paid, "1", 1, 30), t(2)).unwrap();
         assert_eq!(lines, [Line::RepaidDebt { grant: "g2".into(), amount: d("1") }]);
-        assert_eq!(a.available(t(2)), d("-2"));
+        assert_eq!(a.available(t(2)).unwrap(), d("-2"));
     }
 
     #[test]
@@ -339,10 +376,10 @@ mod tests {
         a.debit(d("2"), t(1)).unwrap();
         let lines = a.credit(grant("later", Purpose::Paid, "5", 10, 30), t(1)).unwrap();
         assert!(lines.is_empty());
-        assert_eq!(a.available(t(1)), d("-2"));
+        assert_eq!(a.available(t(1)).unwrap(), d("-2"));
         assert_eq!(a.debit(d("1"), t(5)).unwrap(), [Line::ToDebt { amount: d("1") }]);
         assert_eq!(a.settle_debt(t(10)), [Line::RepaidDebt { grant: "later".into(), amount: d("3") }]);
-        assert_eq!(a.available(t(10)), d("2"));
+        assert_eq!(a.available(t(10)).unwrap(), d("2"));
     }
 
     #[test]
@@ -357,7 +394,7 @@ mod tests {
         assert_eq!(expired, [(Purpose::Promotion, Line::Expired { grant: "promo".into(), amount: d("5") })]);
         assert!(a.expire(t(10)).is_empty(), "an expiry is written off once");
         assert_eq!(a.next_expiry(), Some(t(20)));
-        assert_eq!(a.available(t(10)), d("4"));
+        assert_eq!(a.available(t(10)).unwrap(), d("4"));
     }
 
     #[test]
@@ -409,7 +446,44 @@ mod tests {
             ]
         }
 
+        /// An amount anywhere in the decimal range, the bound's edges most often.
+        fn extreme() -> impl Strategy<Value = Decimal> {
+            prop_oneof![
+                Just(ACCOUNT_BOUND),
+                Just(Decimal::MAX),
+                Just(schemas::money::REQUEST_BOUND),
+                Just(Decimal::new(1, 28)),
+                (0u64..u64::MAX).prop_map(|n| Decimal::from(n) * Decimal::from(4_000_000_000u64)),
+                (0u64..u64::MAX).prop_map(Decimal::from),
+            ]
+        }
+
         proptest! {
+            /// Whatever credits and debits are asked, of any size: nothing panics, a refusal
+            /// changes nothing, and credit and debt stay within the bound, so `available` is
+            /// always readable.
+            #[test]
+            fn the_account_bound_holds_for_any_sequence_of_extreme_amounts(
+                steps in prop::collection::vec((any::<bool>(), extreme()), 1..40)
+            ) {
+                let mut a = Account::new();
+                for (i, (is_credit, amount)) in steps.into_iter().enumerate() {
+                    let before = a.clone();
+                    let result = if is_credit {
+                        a.credit(grant(&format!("g{i}"), Purpose::Paid, &amount.to_string(), 1, 28), t(2)).map(drop)
+                    } else {
+                        a.debit(amount, t(2)).map(drop)
+                    };
+                    if result.is_err() {
+                        prop_assert_eq!(&a, &before, "a refused posting changes nothing");
+                    }
+                    let held = sum(a.grants.iter().map(|g| g.remaining));
+                    prop_assert!(held.is_some_and(|h| h <= ACCOUNT_BOUND));
+                    prop_assert!(a.debt <= ACCOUNT_BOUND);
+                    prop_assert!(a.available(t(2)).is_some());
+                }
+            }
+
             #[test]
             fn conservation_and_available_hold_for_any_sequence(steps in prop::collection::vec(step(), 1..60)) {
                 let mut a = Account::new();
@@ -450,7 +524,7 @@ mod tests {
                     prop_assert_eq!(granted, remaining + from_grants + repaid + written_off + rolled);
                     prop_assert_eq!(a.debt, to_debt - repaid);
                     let eligible: Decimal = a.grants.iter().filter(|g| g.is_eligible(now)).map(|g| g.remaining).sum();
-                    prop_assert_eq!(a.available(now), eligible - a.debt);
+                    prop_assert_eq!(a.available(now), Some(eligible - a.debt));
                 }
             }
         }

@@ -96,9 +96,10 @@ impl LedgerState {
         expiry.into_iter().chain(subscriptions).min()
     }
 
-    /// `available` of an account at `now` (zero for an account with no postings yet).
-    pub fn available(&self, account_id: &str, now: Timestamp) -> Decimal {
-        self.accounts.get(account_id).map_or(Decimal::ZERO, |a| a.available(now))
+    /// `available` of an account at `now` (zero for an account with no postings yet); `None`
+    /// only if the account broke the ledger bound, which the posting core prevents.
+    pub fn available(&self, account_id: &str, now: Timestamp) -> Option<Decimal> {
+        self.accounts.get(account_id).map_or(Some(Decimal::ZERO), |a| a.available(now))
     }
 }
 

@@ -471,7 +471,7 @@ impl<'a> Step<'a> {
                 &WalletAccount::account_id(WalletAccount::DEFAULT_NAME, &pricing.asset),
                 within(at),
             );
-            if price.pricing.len() > 1 && available >= amount {
+            if price.pricing.len() > 1 && available.is_some_and(|a| a >= amount) {
                 return Some((pricing.asset.clone(), amount));
             }
             first = first.or(Some((pricing.asset.clone(), amount)));

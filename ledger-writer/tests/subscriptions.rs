@@ -120,7 +120,7 @@ impl Ledger {
     }
 
     fn available(&self, account: &str, when: &str) -> Decimal {
-        self.state.available(account, at(when))
+        self.state.available(account, at(when)).expect("the account is within the ledger bound")
     }
 
     fn count(&self, kind: TransactionType) -> usize {

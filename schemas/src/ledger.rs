@@ -460,6 +460,10 @@ pub struct GetEventResponse {
     pub fees: Vec<EventFee>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats: Option<ProfitabilityStats>,
+    /// drawdown's extension: why a price of the event charged nothing (no matching dimension,
+    /// an amount out of range, a fee beyond the ledger bound). Absent when there is nothing to say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,23 @@
 pub use rust_decimal::Decimal;
 use rust_decimal::RoundingStrategy;
 
+/// The one bound on every number a request can carry (amounts, rates, quantities, prices, tier
+/// limits, costs, exchange rates and their inverses): its magnitude is at most 10^9. With it, no
+/// product of two request numbers (a fee: quantity x price; revenue: amount x basis) comes near the
+/// decimal range (about 7.9 x 10^28). Why 10^9: `docs/decisions.md`, "Bounded money".
+pub const REQUEST_BOUND: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+/// The most one wallet account may hold, in credit (the sum of its grants' remaining amounts)
+/// and in debt: 10^15. The ledger writer refuses a credit or a debit that would go beyond it, so
+/// every balance read (credit - debt) stays within +-10^15, and revenue recognised from it (at a
+/// basis of at most [`REQUEST_BOUND`]) within 10^24.
+pub const ACCOUNT_BOUND: Decimal = Decimal::from_parts(0xA4C6_8000, 0x0003_8D7E, 0, false, 0);
+
+/// Whether `value` is within [`REQUEST_BOUND`] in magnitude.
+pub fn within_request_bound(value: Decimal) -> bool {
+    value.abs() <= REQUEST_BOUND
+}
+
 /// Fractional digits kept by a division (package pricing, exchange-rate inversion).
 pub const DIVISION_SCALE: u32 = 12;
 
@@ -25,6 +42,16 @@ mod tests {
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn the_bounds_are_ten_to_the_ninth_and_fifteenth() {
+        assert_eq!(REQUEST_BOUND, d("1000000000"));
+        assert_eq!(ACCOUNT_BOUND, d("1000000000000000"));
+        assert!(within_request_bound(d("-1000000000")) && !within_request_bound(d("1000000000.000001")));
+        // The largest products the bounds allow stay far inside the decimal range.
+        assert!(REQUEST_BOUND.checked_mul(REQUEST_BOUND).is_some());
+        assert!(ACCOUNT_BOUND.checked_mul(REQUEST_BOUND).and_then(|r| r.checked_mul(d("10000"))).is_some());
     }
 
     #[test]

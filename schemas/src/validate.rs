@@ -100,12 +100,15 @@ pub fn create_asset(req: &CreateAssetRequest) -> ValidationErrors {
         rate_source(&mut errors, path.field("source").as_str(), &rate.source);
         positive(&mut errors, path.field("rate"), rate.rate);
         positive(&mut errors, path.field("inverse_rate"), rate.inverse_rate);
+        invertible(&mut errors, path.field("rate"), rate.rate);
+        invertible(&mut errors, path.field("inverse_rate"), rate.inverse_rate);
         match (rate.rate, rate.inverse_rate) {
             (None, None) => errors.add(path.field("rate"), "give `rate` or `inverse_rate`"),
             (Some(r), Some(inv)) if r > Decimal::ZERO && inv > Decimal::ZERO => {
                 let tolerance = Decimal::new(1, 9);
+                let product = r.checked_mul(inv).unwrap_or(Decimal::MAX);
                 errors.check(
-                    (r * inv - Decimal::ONE).abs() <= tolerance,
+                    (product - Decimal::ONE).abs() <= tolerance,
                     path.field("inverse_rate"),
                     "must be 1 / rate",
                 );
@@ -116,6 +119,20 @@ pub fn create_asset(req: &CreateAssetRequest) -> ValidationErrors {
         errors.check(!duplicate, path.field("source"), "appears more than once");
     }
     errors
+}
+
+/// An exchange rate whose inverse is within the request bound too (at least 10^-9), so that
+/// conversions either way stay bounded. Non-positive rates are `positive`'s to report.
+pub fn invertible(errors: &mut ValidationErrors, path: FieldPath, rate: Option<Decimal>) {
+    if let Some(rate) = rate.filter(|r| *r > Decimal::ZERO) {
+        let inverse_within =
+            crate::money::divide(Decimal::ONE, rate).is_some_and(crate::money::within_request_bound);
+        errors.check(
+            inverse_within,
+            path,
+            "must be at least 0.000000001 (its inverse is bounded like every rate)",
+        );
+    }
 }
 
 /// Exchange rates are quoted against an ISO 4217 currency.
@@ -354,11 +371,20 @@ fn fixed_price(
         let ppath = path.at("pricing", i);
         errors.check(known(&pricing.asset), ppath.field("asset"), "unknown asset");
         errors.check(!pricing.values.is_empty(), ppath.field("values"), "must not be empty");
+        let mut total = Some(Decimal::ZERO);
         for (j, v) in pricing.values.iter().enumerate() {
             let vpath = ppath.at("values", j);
             non_negative(errors, vpath.field("unit_price"), Some(v.unit_price));
             positive(errors, vpath.field("quantity"), v.quantity);
+            let fee = v.unit_price.checked_mul(v.quantity.unwrap_or(Decimal::ONE));
+            total = total.zip(fee).and_then(|(t, f)| t.checked_add(f));
         }
+        // The fee charged per period is bounded like any amount a request could carry.
+        errors.check(
+            total.is_some_and(crate::money::within_request_bound),
+            ppath.field("values"),
+            OUT_OF_BOUND,
+        );
     }
 }
 
@@ -413,12 +439,75 @@ pub fn usage_events(errors: &mut ValidationErrors, events: &[UsageEvent]) {
         if !seen.insert(event.id.as_str()) {
             errors.add(path(i).field("id"), "appears more than once in this request");
         }
+        for (name, value) in &event.data {
+            if let Some(n) = value.as_number() {
+                bounded(errors, || path(i).field("data").field(name), n);
+            }
+        }
         for (j, cost) in event.costs.iter().flatten().enumerate() {
             if cost.amount < Decimal::ZERO {
                 errors.add(path(i).at("costs", j).field("amount"), "must not be negative");
             }
+            let numbers = [
+                ("amount", Some(cost.amount)),
+                ("units", cost.units),
+                ("unit_price", cost.unit_price),
+                ("input_volume", cost.input_volume),
+                ("volume_rate", cost.volume_rate),
+                ("package_size", cost.package_size),
+            ];
+            for (field, n) in numbers {
+                if let Some(n) = n {
+                    bounded(errors, || path(i).at("costs", j).field(field), n);
+                }
+            }
+            for (name, value) in cost.metadata.iter().flatten() {
+                if let Some(n) = value.as_number() {
+                    bounded(errors, || path(i).at("costs", j).field("metadata").field(name), n);
+                }
+            }
         }
     }
+}
+
+/// The message of a number beyond [`crate::money::REQUEST_BOUND`].
+pub const OUT_OF_BOUND: &str =
+    "must be a number between -1000000000 and 1000000000 (the bound on every amount, rate and quantity)";
+
+/// Records an error for `value` at `path` unless it is within the request bound.
+fn bounded(errors: &mut ValidationErrors, path: impl FnOnce() -> FieldPath, value: Decimal) {
+    if !crate::money::within_request_bound(value) {
+        errors.add(path(), OUT_OF_BOUND);
+    }
+}
+
+/// Every number anywhere in a request body is within the request bound (`semantics.md` §1): the
+/// one check that bounds every amount, rate and quantity of every route, whatever its shape.
+/// A number too large for a decimal at all (`1e400`) is out of bound too.
+pub fn numbers_within_bound(errors: &mut ValidationErrors, body: &serde_json::Value) {
+    fn walk(errors: &mut ValidationErrors, path: &FieldPath, value: &serde_json::Value) {
+        match value {
+            serde_json::Value::Number(n) => {
+                let within =
+                    crate::usage::parse_number(n.as_str()).is_some_and(crate::money::within_request_bound);
+                if !within {
+                    errors.add(path.clone(), OUT_OF_BOUND);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(errors, &path.index(i), item);
+                }
+            }
+            serde_json::Value::Object(fields) => {
+                for (name, item) in fields {
+                    walk(errors, &path.field(name), item);
+                }
+            }
+            _ => {}
+        }
+    }
+    walk(errors, &FieldPath::root(), body);
 }
 
 /// How far back an event's `occurred_at` may lie (`semantics.md` §3).

@@ -221,7 +221,9 @@ async fn verify(store: &SharedStore, args: &Args) -> anyhow::Result<(usize, bool
     for (i, events) in events_of.iter().enumerate() {
         let id = customer(i);
         let state = get_doc::<LedgerState>(store.as_ref(), Table::Ledger, &id).await?;
-        let balance = state.map_or(Decimal::ZERO, |doc| doc.value.available(&account, now));
+        let balance = state
+            .map_or(Some(Decimal::ZERO), |doc| doc.value.available(&account, now))
+            .context("a balance beyond the ledger bound")?;
         let expected = funding - fee * Decimal::from(*events);
         if balance != expected {
             eprintln!("{id}: balance {balance}, expected {expected}");
