@@ -3,9 +3,10 @@
 use crate::auth::Environment;
 use crate::docs::{insert, list_page, load};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::extract::{Body, Params};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;

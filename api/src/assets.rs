@@ -2,9 +2,10 @@
 
 use crate::docs::{list_page, load, modify, Change};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::extract::{Body, Params};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -100,6 +101,7 @@ pub async fn add_rate(
     let mut errors = ValidationErrors::new();
     validate::rate_source(&mut errors, "source", &req.source);
     errors.check(req.rate > Decimal::ZERO, "rate", "must be greater than 0");
+    validate::invertible(&mut errors, schemas::problem::FieldPath::root().field("rate"), Some(req.rate));
     let valid_from = req.valid_from.unwrap_or_else(Utc::now);
     if let Some(to) = req.valid_to {
         errors.check(to > valid_from, "valid_to", "must be after valid_from");

@@ -6,10 +6,11 @@
 use crate::clocks::{customer_now, schedule_op, tick};
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::extract::{Body, Params};
 use crate::products::subscriber_key;
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;

@@ -4,9 +4,10 @@
 
 use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
+use crate::extract::Path;
 use crate::extract::{Body, Params};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;

@@ -5,9 +5,10 @@
 use crate::docs::{load, paginate};
 use crate::error::ApiError;
 use crate::extract::Params;
+use crate::extract::Path;
 use crate::stats::{totals_by_customer, vendor_stats as vendor_report, Period, Totals, VendorRef};
 use crate::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use chrono::Utc;
 use schemas::customer::{Customer, Vendor};

@@ -189,6 +189,21 @@ async fn refuse_oversized(
     next.run(request).await
 }
 
+/// Reads the whole body (within the limit) before routing, so that a request refused before its
+/// handler reads the body (a malformed path parameter, a missing key) is still answered: a
+/// server that answers and closes while the client is still sending makes the client see a
+/// broken connection instead of the 4xx.
+async fn read_whole_body(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Err(_) => crate::ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response(),
+    }
+}
+
 /// The whole HTTP surface, ready while the store answers.
 pub fn router(state: AppState) -> Router {
     let readiness = Readiness::store(state.store.clone());
@@ -216,6 +231,7 @@ fn finish(app: Router) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(read_whole_body))
         .layer(middleware::from_fn(refuse_oversized))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
 }
