@@ -31,6 +31,38 @@ pub enum Command {
     /// http://host:port`): a shared store without a ScyllaDB cluster. No authentication unless
     /// `DRAWDOWN_STORE_TOKEN` is set (on both sides); keep it on a private network.
     Store(StoreArgs),
+    /// Create, list and revoke API keys (in the data directory or `--store` the server uses).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    pub action: KeysAction,
+    /// The data directory of `drawdown serve` [default: ./data]; reached through the running
+    /// server's socket when it holds the store.
+    #[arg(long, env = "DRAWDOWN_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The store of the distributed roles (`scylla://…`, `http://…`) instead of a data directory.
+    #[arg(long, value_name = "URL", env = "DRAWDOWN_STORE", global = true)]
+    pub store: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Create a key and print it (the only time it is shown).
+    Create {
+        /// `test` or `live`.
+        #[arg(long, value_parser = ["test", "live"])]
+        env: String,
+        /// What the key is for.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+    },
+    /// List the keys: id, environment, name, prefix, created, last used. Never the keys.
+    List,
+    /// Revoke a key by id (`key_…`): refused by every server from the next request on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +149,7 @@ pub enum Invocation {
     Serve(Config),
     Role(Role, RoleConfig),
     Store(StoreConfig),
+    Keys(KeysArgs),
 }
 
 impl Cli {
@@ -138,6 +171,7 @@ impl Cli {
                 )?;
                 return Ok(Invocation::Serve(config));
             }
+            Command::Keys(args) => return Ok(Invocation::Keys(args)),
             Command::Store(args) => {
                 let file = load(args.config.as_deref())?;
                 return Ok(Invocation::Store(StoreConfig::resolve(args.listen, args.data_dir, file)?));

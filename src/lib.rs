@@ -24,6 +24,7 @@
 pub mod backends;
 pub mod cli;
 pub mod config;
+pub mod keys;
 pub mod pipeline;
 pub mod readiness;
 pub mod store_server;
@@ -32,6 +33,7 @@ pub use backends::Backends;
 pub use config::{Config, RoleConfig, StoreConfig};
 
 use anyhow::Context;
+use api::auth::Environment;
 use eventlog::Topic;
 use ledger_writer::writer::WriterOptions;
 use ledger_writer::{LedgerClient, Posted};
@@ -77,48 +79,124 @@ pub struct Server {
     stages: Vec<Stage>,
     /// The test-mode key created on this start (first start without `DRAWDOWN_API_KEY`).
     pub generated_api_key: Option<String>,
+    /// `drawdown serve`'s stores served on `<data_dir>/store.sock` (for `drawdown keys` while
+    /// the server holds the store files), stopped with the server.
+    store_socket: Option<StoreSocket>,
+}
+
+/// The data directory's stores served on a Unix socket; the task stops and the socket file is
+/// removed when this is dropped.
+struct StoreSocket {
+    path: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl StoreSocket {
+    /// Serves `test` and `live` (the store server's protocol, no token: the socket is the
+    /// owner's alone, mode 0600) on `path`, replacing a socket file a crashed server left.
+    fn bind(
+        path: std::path::PathBuf,
+        test: store::SharedStore,
+        live: store::SharedStore,
+    ) -> anyhow::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing the stale socket {}", path.display()))
+            }
+            _ => {}
+        }
+        let listener =
+            tokio::net::UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .with_context(|| format!("restricting {}", path.display()))?;
+        let app = store_server::router(test, live, None);
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "the store socket stopped");
+            }
+        });
+        Ok(Self { path, task })
+    }
+}
+
+impl Drop for StoreSocket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 impl Server {
-    /// `drawdown serve`: opens the data directory, provisions the API key, binds the listener
-    /// and starts the raters and writers of every partition.
+    /// `drawdown serve`: opens the data directory (each environment's store and log),
+    /// provisions the API key, binds the listener and starts the raters and writers of every
+    /// partition of both environments.
     pub async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let backends = Backends::connect(&config.log_url(), &config.store_url(), config.partitions).await?;
-        let generated_api_key = provision_key(&backends, config.api_key.as_deref()).await?;
-        let posted = Posted::new(backends.log.partition_count());
-        let state = app_state(&backends, posted.clone()).await?;
+        let mut generated_api_key = None;
+        let mut states = Vec::new();
+        let mut stages = Vec::new();
+        let mut checks = Vec::new();
+        let mut stores = Vec::new();
+        for environment in Environment::ALL {
+            let backends = Backends::connect_environment(
+                &config.log_url(),
+                &config.store_url(),
+                config.partitions,
+                environment,
+            )
+            .await?;
+            if environment == Environment::Test {
+                generated_api_key = provision_key(&backends, config.api_key.as_deref()).await?;
+            }
+            let posted = Posted::new(backends.log.partition_count());
+            stores.push(backends.store.clone());
+            states.push(app_state(&backends, posted.clone()).await?);
+            let ownership = backends.ownership(&config.lease);
+            let raters = pipeline::raters(&backends, &ownership, RaterOptions::default());
+            let writers = pipeline::writers(&backends, &ownership, posted, WriterOptions::default());
+            checks.push(dependencies(&backends, &Topic::ALL, vec![raters.status(), writers.status()]));
+            stages.extend([raters, writers]);
+        }
         let listener = bind(config.listen).await?;
-        let ownership = backends.ownership(&config.lease);
-        let raters = pipeline::raters(&backends, &ownership, RaterOptions::default());
-        let writers = pipeline::writers(&backends, &ownership, posted, WriterOptions::default());
-        let groups = vec![raters.status(), writers.status()];
-        let readiness = dependencies(&backends, &Topic::ALL, groups).readiness();
-        let app = api::routes::router_with(state, readiness);
-        Ok(Self { listener, app, stages: vec![raters, writers], generated_api_key })
+        let app = api::routes::router_with(environments(states)?, readiness::all(checks));
+        // Stopped in order: every environment's raters, then every environment's writers.
+        stages.sort_by_key(|s| s.is_writers());
+        let [test, live] =
+            <[store::SharedStore; 2]>::try_from(stores).map_err(|_| anyhow::anyhow!("two stores"))?;
+        // Not fatal: without it, `drawdown keys` works on this data directory only while the
+        // server is stopped (a socket path longer than the system's limit, say).
+        let store_socket = StoreSocket::bind(backends::store_socket(&config.data_dir), test, live)
+            .inspect_err(|e| tracing::warn!(error = %format!("{e:#}"), "not serving the store socket"))
+            .ok();
+        Ok(Self { listener, app, stages, generated_api_key, store_socket })
     }
 
-    /// One role over `backends`, listening on `config.listen`.
-    pub async fn bind_role(role: Role, backends: Backends, config: &RoleConfig) -> anyhow::Result<Self> {
+    /// One role, over the backends of both environments (test first), listening on
+    /// `config.listen`.
+    pub async fn bind_role(role: Role, both: [Backends; 2], config: &RoleConfig) -> anyhow::Result<Self> {
         let listener = bind(config.listen).await?;
-        let ownership = backends.ownership(&config.lease);
         let parts = match role {
-            Role::Ingest => ingest_role(&backends, config).await?,
-            Role::Api => api_role(&backends, config).await?,
-            Role::Rater => rater_role(&backends, &ownership),
-            Role::LedgerWriter => writer_role(&backends, &ownership),
+            Role::Ingest => ingest_role(&both, config).await?,
+            Role::Api => api_role(&both, config).await?,
+            Role::Rater => rater_role(&both, config),
+            Role::LedgerWriter => writer_role(&both, config),
         };
-        let RoleParts { app, stage, generated_api_key } = parts;
-        Ok(Self { listener, app, stages: stage.into_iter().collect(), generated_api_key })
+        let RoleParts { app, stages, generated_api_key } = parts;
+        Ok(Self { listener, app, stages, generated_api_key, store_socket: None })
     }
 
-    /// `drawdown store`: the embedded store in `<data_dir>/store`, served over HTTP.
+    /// `drawdown store`: the embedded stores of both environments (`<data_dir>/store`,
+    /// `<data_dir>/live/store`), served over HTTP.
     pub async fn bind_store(config: &StoreConfig) -> anyhow::Result<Self> {
         let url = backends::embedded_store_url(&config.data_dir);
+        let live_url = backends::environment_url(&url, Environment::Live)?;
         let store = store::connect(&url).await.with_context(|| format!("opening the store at {url}"))?;
+        let live =
+            store::connect(&live_url).await.with_context(|| format!("opening the store at {live_url}"))?;
         let listener = bind(config.listen).await?;
         let token = std::env::var(store::remote::TOKEN_ENV).ok().filter(|t| !t.is_empty());
-        let app = store_server::router(store, token.as_deref());
-        Ok(Self { listener, app, stages: Vec::new(), generated_api_key: None })
+        let app = store_server::router(store, live, token.as_deref());
+        Ok(Self { listener, app, stages: Vec::new(), generated_api_key: None, store_socket: None })
     }
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
@@ -135,6 +213,7 @@ impl Server {
         for stage in self.stages {
             stage.stop().await;
         }
+        drop(self.store_socket);
         served
     }
 }
@@ -142,45 +221,69 @@ impl Server {
 /// What a role serves and runs.
 struct RoleParts {
     app: axum::Router,
-    stage: Option<Stage>,
+    stages: Vec<Stage>,
     generated_api_key: Option<String>,
 }
 
 /// `POST /events` and the probes. Only the api role creates a key (two roles generating one each
 /// would print two); ingest makes the configured one the test key.
-async fn ingest_role(backends: &Backends, config: &RoleConfig) -> anyhow::Result<RoleParts> {
+async fn ingest_role(both: &[Backends; 2], config: &RoleConfig) -> anyhow::Result<RoleParts> {
     if let Some(key) = config.api_key.as_deref() {
-        provision_key(backends, Some(key)).await?;
+        provision_key(&both[0], Some(key)).await?;
     }
-    let state = app_state(backends, Posted::new(backends.log.partition_count())).await?;
-    let readiness = dependencies(backends, &[Topic::UsageRaw], Vec::new()).readiness();
-    Ok(RoleParts { app: api::routes::ingest_router(state, readiness), stage: None, generated_api_key: None })
+    let mut states = Vec::new();
+    for backends in both {
+        states.push(app_state(backends, Posted::new(backends.log.partition_count())).await?);
+    }
+    let checks = both.iter().map(|b| dependencies(b, &[Topic::UsageRaw], Vec::new())).collect();
+    let app = api::routes::ingest_router(environments(states)?, readiness::all(checks));
+    Ok(RoleParts { app, stages: Vec::new(), generated_api_key: None })
 }
 
 /// The whole API, learning what the writers of other processes posted through the store.
-async fn api_role(backends: &Backends, config: &RoleConfig) -> anyhow::Result<RoleParts> {
-    let generated_api_key = provision_key(backends, config.api_key.as_deref()).await?;
-    let posted =
-        Posted::follow_store(backends.store.clone(), backends.log.partition_count(), FOLLOW_INTERVAL);
-    let state = app_state(backends, posted).await?;
-    let readiness = dependencies(backends, &Topic::ALL, Vec::new()).readiness();
-    Ok(RoleParts { app: api::routes::router_with(state, readiness), stage: None, generated_api_key })
+async fn api_role(both: &[Backends; 2], config: &RoleConfig) -> anyhow::Result<RoleParts> {
+    let generated_api_key = provision_key(&both[0], config.api_key.as_deref()).await?;
+    let mut states = Vec::new();
+    for backends in both {
+        let posted =
+            Posted::follow_store(backends.store.clone(), backends.log.partition_count(), FOLLOW_INTERVAL);
+        states.push(app_state(backends, posted).await?);
+    }
+    let checks = both.iter().map(|b| dependencies(b, &Topic::ALL, Vec::new())).collect();
+    let app = api::routes::router_with(environments(states)?, readiness::all(checks));
+    Ok(RoleParts { app, stages: Vec::new(), generated_api_key })
 }
 
-/// The raters of the partitions this process owns, and the probes.
-fn rater_role(backends: &Backends, ownership: &ownership::Ownership) -> RoleParts {
-    let raters = pipeline::raters(backends, ownership, RaterOptions::default());
-    let readiness = dependencies(backends, &Topic::ALL, vec![raters.status()]).readiness();
-    RoleParts { app: api::routes::probe_router(readiness), stage: Some(raters), generated_api_key: None }
+/// The raters of the partitions this process owns in each environment, and the probes.
+fn rater_role(both: &[Backends; 2], config: &RoleConfig) -> RoleParts {
+    let (mut stages, mut checks) = (Vec::new(), Vec::new());
+    for backends in both {
+        let raters = pipeline::raters(backends, &backends.ownership(&config.lease), RaterOptions::default());
+        checks.push(dependencies(backends, &Topic::ALL, vec![raters.status()]));
+        stages.push(raters);
+    }
+    RoleParts { app: api::routes::probe_router(readiness::all(checks)), stages, generated_api_key: None }
 }
 
-/// The ledger writers of the partitions this process owns, and the probes. Nobody in this
-/// process waits on what they post: the api role reads it from the store.
-fn writer_role(backends: &Backends, ownership: &ownership::Ownership) -> RoleParts {
-    let posted = Posted::new(backends.log.partition_count());
-    let writers = pipeline::writers(backends, ownership, posted, WriterOptions::default());
-    let readiness = dependencies(backends, &[Topic::LedgerInput], vec![writers.status()]).readiness();
-    RoleParts { app: api::routes::probe_router(readiness), stage: Some(writers), generated_api_key: None }
+/// The ledger writers of the partitions this process owns in each environment, and the probes.
+/// Nobody in this process waits on what they post: the api role reads it from the store.
+fn writer_role(both: &[Backends; 2], config: &RoleConfig) -> RoleParts {
+    let (mut stages, mut checks) = (Vec::new(), Vec::new());
+    for backends in both {
+        let posted = Posted::new(backends.log.partition_count());
+        let ownership = backends.ownership(&config.lease);
+        let writers = pipeline::writers(backends, &ownership, posted, WriterOptions::default());
+        checks.push(dependencies(backends, &[Topic::LedgerInput], vec![writers.status()]));
+        stages.push(writers);
+    }
+    RoleParts { app: api::routes::probe_router(readiness::all(checks)), stages, generated_api_key: None }
+}
+
+/// The API states of the two environments, test first.
+fn environments(states: Vec<api::AppState>) -> anyhow::Result<api::Environments> {
+    let mut states = states.into_iter();
+    let test = states.next().context("the test environment's state")?;
+    Ok(api::Environments { test, live: states.next() })
 }
 
 async fn bind(listen: SocketAddr) -> anyhow::Result<TcpListener> {

@@ -21,7 +21,40 @@ fn main() -> anyhow::Result<()> {
         Invocation::Serve(config) => runtime.block_on(serve(config)),
         Invocation::Role(role, config) => runtime.block_on(run_role(role, config)),
         Invocation::Store(config) => runtime.block_on(serve_store(config)),
+        Invocation::Keys(args) => runtime.block_on(keys(args)),
     }
+}
+
+async fn keys(args: drawdown::cli::KeysArgs) -> anyhow::Result<()> {
+    use drawdown::cli::KeysAction;
+    use drawdown::keys::KeyStores;
+    let stores = match &args.store {
+        Some(url) => KeyStores::url(url).await?,
+        None => KeyStores::data_dir(args.data_dir.as_deref().unwrap_or(std::path::Path::new("data"))).await?,
+    };
+    match args.action {
+        KeysAction::Create { env, name } => {
+            let environment =
+                if env == "live" { api::auth::Environment::Live } else { api::auth::Environment::Test };
+            let (key, view) = stores.create(environment, &name).await?;
+            println!("{key}");
+            eprintln!(
+                "created {} ({} key `{}`): store it now, it is not shown again",
+                view.id, env, view.name
+            );
+        }
+        KeysAction::List => {
+            println!("{}", drawdown::keys::KeyView::HEADING);
+            for key in stores.list().await? {
+                println!("{}", key.row());
+            }
+        }
+        KeysAction::Revoke { id } => {
+            anyhow::ensure!(stores.revoke(&id).await?, "no key has the id `{id}`");
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(())
 }
 
 async fn serve_store(config: StoreConfig) -> anyhow::Result<()> {
@@ -45,8 +78,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_role(role: Role, config: RoleConfig) -> anyhow::Result<()> {
-    let backends = Backends::connect(&config.log, &config.store, config.partitions).await?;
-    let server = Server::bind_role(role, backends, &config).await?;
+    let both = Backends::connect_environments(&config.log, &config.store, config.partitions).await?;
+    let server = Server::bind_role(role, both, &config).await?;
     announce_key(&server);
     let addr = server.local_addr()?;
     tracing::info!(%addr, role = role.name(), log = %config.log, store = %config.store, "drawdown role started");

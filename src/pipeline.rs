@@ -38,6 +38,11 @@ pub struct Stage {
 }
 
 impl Stage {
+    /// Whether this stage is ledger writers (stopped after every rater stage).
+    pub fn is_writers(&self) -> bool {
+        self.status.group() == WRITERS
+    }
+
     /// Whether the stage is a member of its group now (for `/readyz`).
     pub fn status(&self) -> GroupStatus {
         self.status.clone()

@@ -72,6 +72,21 @@ impl Dependencies {
     }
 }
 
+/// The check `/readyz` runs over several environments' dependencies: ready when all are.
+pub fn all(checks: Vec<Dependencies>) -> api::routes::Readiness {
+    let checks = Arc::new(checks);
+    api::routes::Readiness::new(move || {
+        let checks = Arc::clone(&checks);
+        async move {
+            let mut problems = Vec::new();
+            for check in checks.iter() {
+                problems.extend(check.problems().await);
+            }
+            problems
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

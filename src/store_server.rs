@@ -23,14 +23,17 @@ struct Served {
     authorization: Option<Arc<str>>,
 }
 
-/// `POST /v1/store` and `GET /healthz` over `store`; with `token`, every call must carry it
-/// as a bearer token.
-pub fn router(store: SharedStore, token: Option<&str>) -> Router {
-    let authorization = token.map(|t| Arc::from(format!("Bearer {t}")));
-    Router::new()
-        .route(PATH, post(call))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(Served { store, authorization })
+/// `POST /v1/store` over `store`, `POST /live/v1/store` over `live` (the live environment's
+/// store, see `backends::environment_url`) and `GET /healthz`; with `token`, every call must
+/// carry it as a bearer token.
+pub fn router(store: SharedStore, live: SharedStore, token: Option<&str>) -> Router {
+    let authorization: Option<Arc<str>> = token.map(|t| Arc::from(format!("Bearer {t}")));
+    let served = |store| {
+        Router::new()
+            .route(PATH, post(call))
+            .with_state(Served { store, authorization: authorization.clone() })
+    };
+    Router::new().merge(served(store)).nest("/live", served(live)).route("/healthz", get(|| async { "ok" }))
 }
 
 /// Checks the token before reading the body, then answers the call.

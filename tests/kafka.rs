@@ -56,6 +56,7 @@ impl Node {
         let runtime = runtime();
         let log = runtime.block_on(eventlog::connect(log_url, options())).expect("connect to Kafka");
         let backends = Backends { store: store.clone(), log };
+        let live = runtime.block_on(live_backends(log_url));
         let config = RoleConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             log: log_url.into(),
@@ -64,7 +65,8 @@ impl Node {
             partitions: PARTITIONS,
             lease: ownership::LeaseOptions { instance: unique("node-"), timeout: LEASE_TIMEOUT },
         };
-        let server = runtime.block_on(Server::bind_role(role, backends, &config)).expect("bind the role");
+        let server =
+            runtime.block_on(Server::bind_role(role, [backends, live], &config)).expect("bind the role");
         let base = format!("http://{}", server.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = runtime.spawn(server.run(async move {
@@ -97,6 +99,29 @@ impl Node {
         let Node { runtime, .. } = self;
         runtime.shutdown_background();
     }
+}
+
+/// The live environment's backends of the cluster on `log_url`: its own topics, and one store
+/// shared by the cluster's nodes (opened once per cluster: an embedded store has one opener).
+async fn live_backends(log_url: &str) -> Backends {
+    static LIVE: std::sync::Mutex<Vec<(String, SharedStore, tempfile::TempDir)>> =
+        std::sync::Mutex::new(Vec::new());
+    let log_url =
+        drawdown::backends::environment_url(log_url, api::auth::Environment::Live).expect("live URL");
+    let store = {
+        let mut live = LIVE.lock().expect("live stores");
+        match live.iter().find(|(url, _, _)| *url == log_url) {
+            Some((_, store, _)) => store.clone(),
+            None => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let store = embedded_store(&dir);
+                live.push((log_url.clone(), store.clone(), dir));
+                store
+            }
+        }
+    };
+    let log = eventlog::connect(&log_url, options()).await.expect("connect to Kafka");
+    Backends { store, log }
 }
 
 fn embedded_store(dir: &tempfile::TempDir) -> SharedStore {

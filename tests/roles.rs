@@ -20,7 +20,7 @@ const PARTITIONS: u32 = 4;
 /// Roles started in-process over one embedded store and log, each on its own port.
 struct Cluster {
     runtime: tokio::runtime::Runtime,
-    backends: Backends,
+    backends: [Backends; 2],
     config: RoleConfig,
     bases: HashMap<&'static str, String>,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
@@ -36,7 +36,12 @@ impl Cluster {
             .enable_all()
             .build()
             .expect("runtime");
-        let backends = runtime.block_on(Backends::embedded(dir.path(), PARTITIONS)).expect("backends");
+        let (log, store) = (
+            drawdown::backends::embedded_log_url(dir.path()),
+            drawdown::backends::embedded_store_url(dir.path()),
+        );
+        let backends =
+            runtime.block_on(Backends::connect_environments(&log, &store, PARTITIONS)).expect("backends");
         let config = RoleConfig {
             listen: "127.0.0.1:0".parse().expect("addr"),
             log: "embedded:shared".into(),

@@ -19,10 +19,11 @@ struct Server {
 impl Server {
     fn start(dir: &std::path::Path, token: Option<&str>) -> Self {
         let store: store::SharedStore = Arc::new(EmbeddedStore::open(dir).expect("store"));
+        let live: store::SharedStore = Arc::new(EmbeddedStore::open(dir.join("live")).expect("live store"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
-        let app = drawdown::store_server::router(store, token);
+        let app = drawdown::store_server::router(store, live, token);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let runtime =
@@ -113,4 +114,22 @@ async fn with_a_token_the_server_answers_only_calls_that_carry_it() {
     let with = RemoteStore::with_token(&server.url(), Some("s3cret")).expect("client");
     assert_eq!(with.get(Table::Meta, "x").await.expect("answered"), None);
     tokio::task::block_in_place(|| drop(server));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_environment_has_its_own_store_under_live() {
+    use store::{Op, Store, Table};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path(), None);
+    let test = RemoteStore::with_token(&server.url(), None).expect("client");
+    let live = RemoteStore::with_token(&format!("{}/live", server.url()), None).expect("client");
+    let put = |n: i64| Op::put_doc(Table::Meta, "k", &serde_json::json!({ "n": n })).expect("op");
+    test.write(vec![put(1)]).await.expect("write");
+    assert!(live.get(Table::Meta, "k").await.expect("read").is_none(), "nothing of test's in live");
+    live.write(vec![put(2)]).await.expect("write");
+    let doc = |r: Option<store::Record>| {
+        serde_json::from_slice::<serde_json::Value>(&r.expect("record").doc).expect("json")
+    };
+    assert_eq!(doc(test.get(Table::Meta, "k").await.expect("read"))["n"], 1);
+    assert_eq!(doc(live.get(Table::Meta, "k").await.expect("read"))["n"], 2);
 }

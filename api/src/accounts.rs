@@ -5,8 +5,7 @@ use crate::docs::{insert, list_page, load};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{Body, Params};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;
@@ -37,12 +36,10 @@ pub async fn platform_account_id(store: &dyn Store) -> Result<String, ApiError> 
     }
 }
 
-pub async fn context(
-    State(state): State<AppState>,
-    Extension(env): Extension<Environment>,
-) -> Json<AccountContext> {
+pub async fn context(Scope(state): Scope, Extension(env): Extension<Environment>) -> Json<AccountContext> {
     Json(AccountContext {
-        account_id: state.account_id.to_string(),
+        // A request for a connected account acts as that account.
+        account_id: state.tenant.0.as_deref().unwrap_or(&state.account_id).to_string(),
         environment: env.as_str().to_string(),
         org_id: None,
         name: None,
@@ -50,7 +47,7 @@ pub async fn context(
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Body(req): Body<CreateAccountRequest>,
 ) -> Result<(StatusCode, Json<IdResponse>), ApiError> {
     let mut errors = ValidationErrors::new();
@@ -77,7 +74,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(filter): Params<ExternalIdFilter>,
 ) -> Result<Json<Page<ConnectedAccount>>, ApiError> {
@@ -88,9 +85,6 @@ pub async fn list(
     Ok(Json(page))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<ConnectedAccount>, ApiError> {
+pub async fn get(Scope(state): Scope, Path(id): Path<String>) -> Result<Json<ConnectedAccount>, ApiError> {
     Ok(Json(load(state.store.as_ref(), Table::ConnectedAccounts, "account", &id).await?.value))
 }

@@ -13,8 +13,8 @@ use crate::docs::load;
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::extract::Path;
+use crate::tenancy::Scope;
 use crate::AppState;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use ledger_writer::posting::PostingError;
@@ -183,7 +183,7 @@ async fn post_once(
 }
 
 pub async fn create_adjustment(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Body(request): Body<CreateAdjustmentRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
@@ -213,7 +213,7 @@ pub async fn create_adjustment(
 }
 
 pub async fn create_charge(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Body(request): Body<CreateChargeRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {

@@ -4,8 +4,7 @@ use crate::docs::{list_page, load, modify, Change};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{Body, Params};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -37,10 +36,16 @@ fn exchange_rate(
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Body(req): Body<CreateAssetRequest>,
 ) -> Result<(StatusCode, Json<CreateAssetResponse>), ApiError> {
     validate::create_asset(&req).into_result()?;
+    if state.tenant.0.is_some() {
+        return Err(ApiError::invalid(
+            "code",
+            "custom assets belong to the platform account: a connected account cannot create one yet (use an ISO currency)",
+        ));
+    }
     let now = Utc::now();
     let rates = req
         .rates
@@ -72,7 +77,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
 ) -> Result<Json<Page<ListAssetsItem>>, ApiError> {
     let page = list_page::<Asset>(state.store.as_ref(), Table::Assets, page, |_| true).await?;
@@ -84,17 +89,14 @@ pub async fn list(
     }))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(code): Path<String>,
-) -> Result<Json<GetAssetResponse>, ApiError> {
+pub async fn get(Scope(state): Scope, Path(code): Path<String>) -> Result<Json<GetAssetResponse>, ApiError> {
     let asset = load::<Asset>(state.store.as_ref(), Table::Assets, "asset", &code).await?;
     Ok(Json(GetAssetResponse::from(&asset.value)))
 }
 
 /// Adds a rate to the source's schedule; the open rate before it is closed at its `valid_from`.
 pub async fn add_rate(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(code): Path<String>,
     Body(req): Body<AddAssetRateRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -135,7 +137,7 @@ pub async fn add_rate(
 }
 
 pub async fn quote(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(code): Path<String>,
     Body(req): Body<QuoteAssetRequest>,
 ) -> Result<Json<QuoteAssetResponse>, ApiError> {

@@ -11,8 +11,8 @@ use crate::docs::{load, modify, Change};
 use crate::error::ApiError;
 use crate::extract::Body;
 use crate::extract::Path;
+use crate::tenancy::Scope;
 use crate::AppState;
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;
@@ -91,7 +91,7 @@ fn test_only(environment: Option<Extension<Environment>>, id: &str) -> Result<()
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     environment: Option<Extension<Environment>>,
     Body(req): Body<CreateTestClockRequest>,
 ) -> Result<(StatusCode, Json<TestClock>), ApiError> {
@@ -115,7 +115,7 @@ pub async fn create(
 }
 
 pub async fn get(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     environment: Option<Extension<Environment>>,
     Path(id): Path<String>,
 ) -> Result<Json<TestClock>, ApiError> {
@@ -129,7 +129,7 @@ pub async fn get(
 /// customers up to then. Advancing to the clock's current time again re-applies nothing but
 /// finishes an advance a crash interrupted.
 pub async fn advance(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     environment: Option<Extension<Environment>>,
     Path(id): Path<String>,
     Body(req): Body<AdvanceTestClockRequest>,
@@ -177,7 +177,7 @@ pub async fn advance(
 /// Deletes the clock. Its customers live by the wall clock from then on (their ledger's clock
 /// never goes back, so time stands still for them until the wall clock catches up).
 pub async fn delete(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     environment: Option<Extension<Environment>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {

@@ -9,8 +9,7 @@ use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{Body, Params};
 use crate::products::subscriber_key;
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::Utc;
@@ -191,7 +190,7 @@ async fn attach_clock(
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     environment: Option<Extension<crate::auth::Environment>>,
     Body(req): Body<CreateCustomerRequest>,
 ) -> Result<(StatusCode, Json<CreateCustomerResponse>), ApiError> {
@@ -252,7 +251,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(filter): Params<CustomerListFilter>,
 ) -> Result<Json<Page<CustomerSummary>>, ApiError> {
@@ -262,10 +261,7 @@ pub async fn list(
     Ok(Json(paginate(matching, page, |c| CustomerSummary::from(&c))))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<GetCustomerResponse>, ApiError> {
+pub async fn get(Scope(state): Scope, Path(id): Path<String>) -> Result<Json<GetCustomerResponse>, ApiError> {
     let store = state.store.as_ref();
     let customer = load::<Customer>(store, Table::Customers, "customer", &id).await?.value;
     let now = customer_now(store, &customer).await?;
@@ -286,7 +282,7 @@ async fn modify_customer<R>(
 }
 
 pub async fn update(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Body(req): Body<UpdateCustomerRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -310,7 +306,7 @@ pub async fn update(
 }
 
 pub async fn create_subscription(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Body(req): Body<CreateSubscriptionRequest>,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
@@ -336,7 +332,7 @@ fn subscription_not_found(customer: &str, subscription: &str) -> ApiError {
 }
 
 pub async fn update_subscription(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, subscription_id)): Path<(String, String)>,
     Body(req): Body<UpdateSubscriptionRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -366,7 +362,7 @@ pub async fn update_subscription(
 
 /// Moves a subscription to another version of one of its products.
 pub async fn update_subscription_product(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, subscription_id, product_id)): Path<(String, String, String)>,
     Body(req): Body<UpdateSubscriptionProductRequest>,
 ) -> Result<StatusCode, ApiError> {

@@ -15,8 +15,7 @@ use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{parse_json, Params, RawBody};
 use crate::stats::{event_stats, sum, within_dates};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::{only_visible, Scope};
 use axum::http::StatusCode;
 use axum::Json;
 use schemas::customer::Customer;
@@ -29,13 +28,10 @@ use std::collections::HashMap;
 use store::typed::{get_doc, list_docs};
 use store::{Store, Table};
 
-pub async fn send_usage(
-    State(state): State<AppState>,
-    RawBody(bytes): RawBody,
-) -> Result<StatusCode, ApiError> {
+pub async fn send_usage(Scope(state): Scope, RawBody(bytes): RawBody) -> Result<StatusCode, ApiError> {
     let admission = state.ingest.admit(bytes.len())?;
     let request: UsageRequest = parse_json(&bytes).inspect_err(|_| count_unparsed(&bytes))?;
-    state.ingest.accept(request, admission).await?;
+    state.ingest.accept_from(request, admission, state.store.as_ref()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -144,7 +140,7 @@ impl ExternalIds {
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(filter): Params<EventFilter>,
 ) -> Result<Json<Page<ListEventsItem>>, ApiError> {
@@ -157,12 +153,14 @@ pub async fn list(
     let query = EventQuery::new(&filter, external_owner.as_deref());
     // With an event id, only that id's keys need reading.
     let prefix = filter.event_id.as_deref().map(|id| format!("{id}/")).unwrap_or_default();
-    let mut events: Vec<StoredEvent> = list_docs::<StoredEvent>(store, Table::Events, &prefix)
+    let matching: Vec<StoredEvent> = list_docs::<StoredEvent>(store, Table::Events, &prefix)
         .await?
         .into_iter()
         .map(|d| d.value)
         .filter(|e| query.matches(e))
         .collect();
+    // Only the events of customers the request's tenant sees.
+    let mut events = only_visible(store, matching, |e| e.customer_id.as_str()).await?;
     events.sort_by(newest_first);
     let total_count = events.len();
     let mut external_ids = ExternalIds::default();
@@ -177,15 +175,21 @@ pub async fn list(
 /// One posted event. Event ids are scoped by customer; if several customers sent the same id,
 /// the one accepted first is shown.
 pub async fn get(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(event_id): Path<String>,
 ) -> Result<Json<GetEventResponse>, ApiError> {
-    let stored = list_docs::<StoredEvent>(state.store.as_ref(), Table::Events, &format!("{event_id}/"))
+    let store = state.store.as_ref();
+    let candidates: Vec<StoredEvent> =
+        list_docs::<StoredEvent>(store, Table::Events, &format!("{event_id}/"))
+            .await?
+            .into_iter()
+            .map(|d| d.value)
+            // The prefix also covers ids that merely start with `{event_id}/`.
+            .filter(|e| e.event.id == event_id)
+            .collect();
+    let stored = only_visible(store, candidates, |e| e.customer_id.as_str())
         .await?
         .into_iter()
-        .map(|d| d.value)
-        // The prefix also covers ids that merely start with `{event_id}/`.
-        .filter(|e| e.event.id == event_id)
         .min_by(|a, b| a.created_at.cmp(&b.created_at).then_with(|| a.customer_id.cmp(&b.customer_id)))
         .ok_or_else(|| ApiError::not_found("event", &event_id))?;
     let stats = event_stats(&stored).ok();

@@ -29,6 +29,7 @@ pub mod products;
 pub mod profitability;
 pub mod routes;
 pub mod stats;
+pub mod tenancy;
 pub mod vendors;
 pub mod wallet;
 
@@ -54,6 +55,30 @@ pub struct AppState {
     /// Adjustments and charges go to the ledger writers through this, and are answered once
     /// posted.
     pub ledger: LedgerClient,
+    /// Whose data the request reaches (set per request by [`tenancy::Scope`]).
+    pub tenant: tenancy::Tenant,
+}
+
+/// What each environment's requests reach: the test environment always, the live one when the
+/// process serves it. The two share nothing (their own store, log and pipeline).
+#[derive(Clone)]
+pub struct Environments {
+    pub test: AppState,
+    pub live: Option<AppState>,
+}
+
+impl Environments {
+    /// Only the test environment (the API crate's own tests).
+    pub fn test_only(test: AppState) -> Self {
+        Self { test, live: None }
+    }
+
+    pub fn get(&self, environment: auth::Environment) -> Option<&AppState> {
+        match environment {
+            auth::Environment::Test => Some(&self.test),
+            auth::Environment::Live => self.live.as_ref(),
+        }
+    }
 }
 
 impl AppState {
@@ -64,6 +89,6 @@ impl AppState {
         ledger: LedgerClient,
     ) -> Result<Self, ApiError> {
         let account_id = accounts::platform_account_id(store.as_ref()).await?;
-        Ok(Self { store, account_id: account_id.into(), ingest, ledger })
+        Ok(Self { store, account_id: account_id.into(), ingest, ledger, tenant: tenancy::Tenant::default() })
     }
 }

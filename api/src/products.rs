@@ -6,8 +6,7 @@ use crate::docs::{load, modify, paginate, Change};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{Body, Params};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -114,7 +113,7 @@ fn resolve_version<'p>(
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Body(req): Body<CreateProductRequest>,
 ) -> Result<(StatusCode, Json<ProductVersionCreated>), ApiError> {
     let mut errors = ValidationErrors::new();
@@ -147,7 +146,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(filter): Params<ProductListFilter>,
 ) -> Result<Json<Page<ProductSummary>>, ApiError> {
@@ -164,15 +163,12 @@ pub async fn list(
     })))
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<GetProductResponse>, ApiError> {
+pub async fn get(Scope(state): Scope, Path(id): Path<String>) -> Result<Json<GetProductResponse>, ApiError> {
     Ok(Json(GetProductResponse::from(&load_live(state.store.as_ref(), &id).await?)))
 }
 
 /// Hides the product from the catalog and frees its code. Subscribers keep their pinned version.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(Scope(state): Scope, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     modify(state.store.as_ref(), Table::Products, "product", &id, |product: &mut Product| {
         live(product)?;
         product.deleted_at = Some(Utc::now());
@@ -183,7 +179,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 }
 
 pub async fn create_version(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Body(req): Body<CreateProductVersionRequest>,
 ) -> Result<(StatusCode, Json<ProductVersionCreated>), ApiError> {
@@ -215,7 +211,7 @@ pub async fn create_version(
 }
 
 pub async fn get_version(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, raw)): Path<(String, String)>,
 ) -> Result<Json<GetProductVersionResponse>, ApiError> {
     let selector = parse_version(&id, &raw)?;
@@ -226,7 +222,7 @@ pub async fn get_version(
 
 /// Publishes a draft and/or makes a published version the default.
 pub async fn update_version(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, raw)): Path<(String, String)>,
     Body(req): Body<UpdateProductVersionRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -265,7 +261,7 @@ pub async fn update_version(
 
 /// Stops new subscriptions to a version; its subscribers keep being billed by it.
 pub async fn archive_version(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, raw)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let selector = parse_version(&id, &raw)?;
@@ -293,7 +289,7 @@ pub fn subscriber_key(product: &str, customer: &str, subscription: &str) -> Stri
 }
 
 pub async fn subscribers(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Params(page): Params<PageRequest>,
 ) -> Result<Json<Page<ProductSubscriber>>, ApiError> {
@@ -334,7 +330,7 @@ pub async fn subscribers(
 /// Prices sample events with one version, touching no wallet and no counter: tier counters start
 /// at zero and accumulate over the request's events, in order.
 pub async fn simulate_usage(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, raw)): Path<(String, String)>,
     Body(req): Body<SimulateUsageRequest>,
 ) -> Result<Json<SimulateUsageResponse>, ApiError> {

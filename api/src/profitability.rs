@@ -7,8 +7,7 @@ use crate::error::ApiError;
 use crate::extract::Params;
 use crate::extract::Path;
 use crate::stats::{totals_by_customer, vendor_stats as vendor_report, Period, Totals, VendorRef};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::Json;
 use chrono::Utc;
 use schemas::customer::{Customer, Vendor};
@@ -37,7 +36,7 @@ async fn transactions(store: &dyn Store, prefix: &str) -> Result<Vec<Transaction
 }
 
 pub async fn customer_stats(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Params(period): Params<PeriodFilter>,
 ) -> Result<Json<CustomerProfitability>, ApiError> {
@@ -53,7 +52,7 @@ pub async fn customer_stats(
 
 /// Every customer's stats (paged, in creation order) and the summary over all customers.
 pub async fn list_customer_stats(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(period): Params<PeriodFilter>,
 ) -> Result<Json<CustomerStatsPage>, ApiError> {
@@ -61,6 +60,7 @@ pub async fn list_customer_stats(
     let period = resolve(period)?;
     let customers: Vec<Customer> =
         list_docs::<Customer>(store, Table::Customers, "").await?.into_iter().map(|d| d.value).collect();
+    // Totals of every customer, of which only the tenant's own (listed above) are reported.
     let totals = totals_by_customer(&transactions(store, "").await?, &all_events(store).await?, &period)?;
     let mut summary = Totals::default();
     let mut items = Vec::with_capacity(customers.len());
@@ -87,7 +87,7 @@ pub async fn list_customer_stats(
 }
 
 pub async fn vendor_stats(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
     Params(period): Params<PeriodFilter>,
     Params(filter): Params<VendorStatsFilter>,
@@ -95,7 +95,9 @@ pub async fn vendor_stats(
     let store = state.store.as_ref();
     let vendor = load::<Vendor>(store, Table::Vendors, "vendor", &id).await?.value;
     let period = resolve(period)?;
-    let events = all_events(store).await?;
+    // Only the events of customers the request's tenant sees.
+    let events =
+        crate::tenancy::only_visible(store, all_events(store).await?, |e| e.customer_id.as_str()).await?;
     let vendor_ref = VendorRef { id: vendor.id.as_str(), external_id: vendor.external_id.as_deref() };
     let stats =
         vendor_report(events.iter().map(|e| &e.event), vendor_ref, &period, filter.category.as_deref())?;

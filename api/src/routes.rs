@@ -5,9 +5,10 @@
 //! `/healthz`, `/readyz`, `/metrics`); the `api` role serves the whole surface ([`router`]),
 //! the `ingest` role only `POST /events` ([`ingest_router`]).
 
+use crate::tenancy::{self, Tenant};
 use crate::{
     accounts, adjustments, assets, auth, clocks, customers, events, products, profitability, vendors, wallet,
-    AppState, MAX_BODY_BYTES,
+    AppState, Environments, MAX_BODY_BYTES,
 };
 use axum::extract::DefaultBodyLimit;
 use axum::http::header;
@@ -19,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use store::SharedStore;
+use tower::ServiceExt;
 
 macro_rules! route_table {
     ($($method:ident $path:literal => $handler:path;)*) => {
@@ -159,7 +161,11 @@ pub fn probes<S: Clone + Send + Sync + 'static>(readiness: Readiness) -> Router<
 
 /// Only the probes: the HTTP surface of the rater and ledger-writer roles.
 pub fn probe_router(readiness: Readiness) -> Router {
-    finish(probes(readiness))
+    layered(
+        probes(readiness)
+            .fallback(not_found)
+            .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed }),
+    )
 }
 
 /// Prometheus text exposition of every metric of the process.
@@ -204,33 +210,107 @@ async fn read_whole_body(
     }
 }
 
-/// The whole HTTP surface, ready while the store answers.
+/// The whole HTTP surface of the test environment alone, ready while its store answers (the API
+/// crate's tests).
 pub fn router(state: AppState) -> Router {
     let readiness = Readiness::store(state.store.clone());
-    router_with(state, readiness)
+    router_with(Environments::test_only(state), readiness)
 }
 
-/// The whole HTTP surface, ready per `readiness`: the `api` role and `drawdown serve`.
-pub fn router_with(state: AppState, readiness: Readiness) -> Router {
-    let protected =
-        authenticated().route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    let app = Router::new().route("/openapi.json", get(openapi)).merge(probes(readiness)).merge(protected);
-    finish(app.with_state(state))
+/// The whole HTTP surface, ready per `readiness`: the `api` role and `drawdown serve`. A request
+/// reaches the environment of its key.
+pub fn router_with(environments: Environments, readiness: Readiness) -> Router {
+    let surface = |state: &AppState| finish(authenticated()).with_state(state.clone());
+    dispatched(&environments, surface, readiness, true)
 }
 
 /// `POST /events` and the probes: the `ingest` role.
-pub fn ingest_router(state: AppState, readiness: Readiness) -> Router {
-    let protected = Router::new()
-        .route("/events", post(events::send_usage))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
-    finish(probes(readiness).merge(protected).with_state(state))
+pub fn ingest_router(environments: Environments, readiness: Readiness) -> Router {
+    let surface = |state: &AppState| {
+        finish(Router::new().route("/events", post(events::send_usage))).with_state(state.clone())
+    };
+    dispatched(&environments, surface, readiness, false)
 }
 
-/// The fallbacks, body limits and panic guard every surface shares.
-fn finish(app: Router) -> Router {
-    app.fallback(not_found)
-        .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+/// Each environment's copy of a surface, built by `surface` over its state.
+#[derive(Clone)]
+struct Surfaces {
+    test: (Router, SharedStore),
+    live: Option<(Router, SharedStore)>,
+}
+
+/// The probes (and the OpenAPI document when `openapi`), then every other request dispatched to
+/// the surface of its key's environment, once the key is known there.
+fn dispatched(
+    environments: &Environments,
+    surface: impl Fn(&AppState) -> Router,
+    readiness: Readiness,
+    openapi_document: bool,
+) -> Router {
+    let surfaces = Arc::new(Surfaces {
+        test: (surface(&environments.test), environments.test.store.clone()),
+        live: environments.live.as_ref().map(|live| (surface(live), live.store.clone())),
+    });
+    let mut app = probes(readiness);
+    if openapi_document {
+        app = app.route("/openapi.json", get(openapi));
+    }
+    layered(
+        app.fallback(dispatch)
+            .method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
+            .with_state(surfaces),
+    )
+}
+
+/// Authenticates the request in its key's environment and hands it to that environment's surface.
+async fn dispatch(
+    axum::extract::State(surfaces): axum::extract::State<Arc<Surfaces>>,
+    mut request: axum::extract::Request,
+) -> axum::response::Response {
+    let key = request.headers().get(auth::HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let environment = auth::environment_of(key);
+    let surface = match environment {
+        auth::Environment::Test => Some(&surfaces.test),
+        auth::Environment::Live => surfaces.live.as_ref(),
+    };
+    let Some((router, store)) = surface else { return crate::ApiError::Unauthorized.into_response() };
+    if let Err(refused) = auth::authenticate(store, key, environment).await {
+        return refused.into_response();
+    }
+    let tenant = match tenant_of(store.as_ref(), request.headers()).await {
+        Ok(tenant) => tenant,
+        Err(refused) => return refused.into_response(),
+    };
+    request.extensions_mut().insert(environment);
+    request.extensions_mut().insert(tenant);
+    match router.clone().oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+/// The connected account `X-CREDYT-ACCOUNT` names, which must be one of this environment's
+/// (404 otherwise); without the header, the platform's own data.
+async fn tenant_of(
+    store: &dyn store::Store,
+    headers: &axum::http::HeaderMap,
+) -> Result<Tenant, crate::ApiError> {
+    let Some(value) = headers.get(tenancy::HEADER) else { return Ok(Tenant::default()) };
+    let id = value.to_str().unwrap_or_default();
+    match store.get(store::Table::ConnectedAccounts, id).await? {
+        Some(_) if !id.is_empty() => Ok(Tenant(Some(Arc::from(id)))),
+        _ => Err(crate::ApiError::not_found("account", id)),
+    }
+}
+
+/// The fallbacks of a surface.
+fn finish(app: Router<AppState>) -> Router<AppState> {
+    app.fallback(not_found).method_not_allowed_fallback(|| async { crate::ApiError::MethodNotAllowed })
+}
+
+/// The body limits and panic guard every surface shares.
+fn layered(app: Router) -> Router {
+    app.layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(read_whole_body))
         .layer(middleware::from_fn(refuse_oversized))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
@@ -287,7 +367,7 @@ mod tests {
             panic!("deliberate")
         }
         let before = telemetry::METRICS.http_handler_panics_total.get();
-        let router = finish(Router::new().route("/boom", get(boom)));
+        let router = layered(Router::new().route("/boom", get(boom)));
         let request = Request::builder().uri("/boom").body(Body::empty()).unwrap();
         let response = router.oneshot(request).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);

@@ -4,8 +4,7 @@ use crate::docs::{insert, list_page, load};
 use crate::error::ApiError;
 use crate::extract::Path;
 use crate::extract::{Body, Params};
-use crate::AppState;
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -17,7 +16,7 @@ use schemas::wire::{CreateVendorRequest, CreatedResponse, ExternalIdFilter, Page
 use store::Table;
 
 pub async fn create(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Body(req): Body<CreateVendorRequest>,
 ) -> Result<(StatusCode, Json<CreatedResponse>), ApiError> {
     let mut errors = ValidationErrors::new();
@@ -39,7 +38,7 @@ pub async fn create(
 }
 
 pub async fn list(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Params(page): Params<PageRequest>,
     Params(filter): Params<ExternalIdFilter>,
 ) -> Result<Json<Page<Vendor>>, ApiError> {
@@ -50,6 +49,6 @@ pub async fn list(
     Ok(Json(page))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Vendor>, ApiError> {
+pub async fn get(Scope(state): Scope, Path(id): Path<String>) -> Result<Json<Vendor>, ApiError> {
     Ok(Json(load(state.store.as_ref(), Table::Vendors, "vendor", &id).await?.value))
 }

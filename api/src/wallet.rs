@@ -6,9 +6,9 @@ use crate::docs::{load, paginate};
 use crate::error::ApiError;
 use crate::extract::Params;
 use crate::extract::Path;
+use crate::grants;
 use crate::stats::OutOfRange;
-use crate::{grants, AppState};
-use axum::extract::State;
+use crate::tenancy::Scope;
 use axum::Json;
 use ledger_writer::LedgerState;
 use schemas::customer::{Customer, WalletAccount};
@@ -85,7 +85,7 @@ pub fn wallet_accounts(
 }
 
 pub async fn get_wallet(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path(id): Path<String>,
 ) -> Result<Json<GetWalletResponse>, ApiError> {
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
@@ -94,7 +94,7 @@ pub async fn get_wallet(
 
 /// One account with its pending amounts (no top-ups or holds exist yet, so both are 0).
 pub async fn get_account(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, account_id)): Path<(String, String)>,
 ) -> Result<Json<GetAccountDetailsResponse>, ApiError> {
     let wallet = load_wallet(state.store.as_ref(), &id).await?;
@@ -110,7 +110,7 @@ pub async fn get_account(
 }
 
 pub async fn get_credit_grants(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, account_id)): Path<(String, String)>,
     Params(page): Params<PageRequest>,
     Params(filter): Params<GrantFilter>,
@@ -123,9 +123,11 @@ pub async fn get_credit_grants(
 }
 
 pub async fn get_transaction(
-    State(state): State<AppState>,
+    Scope(state): Scope,
     Path((id, transaction_id)): Path<(String, String)>,
 ) -> Result<Json<GetTransactionResponse>, ApiError> {
+    // The customer first: its transactions are reached only through it (and its tenant).
+    load::<Customer>(state.store.as_ref(), Table::Customers, "customer", &id).await?;
     let key = Transaction::key(&id, &transaction_id);
     let transaction =
         get_doc::<Transaction>(state.store.as_ref(), Table::Transactions, &key).await?.ok_or_else(|| {

@@ -25,7 +25,7 @@ use schemas::ledger::{RawUsage, UsageRequest};
 use schemas::problem::ValidationErrors;
 use schemas::{validate, Timestamp};
 use std::time::{Duration, Instant};
-use store::{SharedStore, StoreError, Table};
+use store::{SharedStore, Store, StoreError, Table};
 use telemetry::METRICS;
 
 /// Limits of the ingest service.
@@ -132,13 +132,29 @@ impl Ingest {
     /// Validates, dedupes and durably appends one request. `Ok` means every event is durable in
     /// `usage.raw` (or was a duplicate of one that is). The admission is released on return.
     pub async fn accept(&self, request: UsageRequest, admission: Admission) -> Result<(), IngestError> {
-        let result = self.accept_at(request, chrono::Utc::now()).await;
+        self.accept_from(request, admission, self.store.as_ref()).await
+    }
+
+    /// [`Ingest::accept`], finding the request's customer in `customers`: the API passes the
+    /// store as the request's tenant sees it, so usage reaches only that tenant's customers.
+    pub async fn accept_from(
+        &self,
+        request: UsageRequest,
+        admission: Admission,
+        customers: &dyn Store,
+    ) -> Result<(), IngestError> {
+        let result = self.accept_at(request, chrono::Utc::now(), customers).await;
         drop(admission);
         result
     }
 
-    async fn accept_at(&self, request: UsageRequest, wall: Timestamp) -> Result<(), IngestError> {
-        let (customer_id, now) = match self.validate(&request, wall).await {
+    async fn accept_at(
+        &self,
+        request: UsageRequest,
+        wall: Timestamp,
+        customers: &dyn Store,
+    ) -> Result<(), IngestError> {
+        let (customer_id, now) = match self.validate(&request, wall, customers).await {
             Ok(found) => found,
             Err(err) => {
                 if matches!(err, IngestError::Invalid(_)) {
@@ -204,6 +220,7 @@ impl Ingest {
         &self,
         request: &UsageRequest,
         wall: Timestamp,
+        customers: &dyn Store,
     ) -> Result<(String, Timestamp), IngestError> {
         let mut errors = ValidationErrors::new();
         validate::customer_reference(
@@ -213,7 +230,7 @@ impl Ingest {
         );
         let resolved = if errors.is_empty() {
             let (id, ext) = (request.customer_id.as_deref(), request.customer_external_id.as_deref());
-            match self.resolve_customer(id, ext).await {
+            match resolve_customer(customers, id, ext).await {
                 Ok(found) => Some(found),
                 Err(IngestError::Invalid(problems)) => {
                     for (field, messages) in problems.into_map() {
@@ -244,48 +261,45 @@ impl Ingest {
         let clock = store::typed::get_doc::<TestClock>(self.store.as_ref(), Table::TestClocks, id).await?;
         Ok(clock.map(|d| d.value.frozen_time))
     }
+}
 
-    /// The customer a request names, and the test clock it lives by, if any. `customer_id` must
-    /// name a customer; `customer_external_id` must be some customer's external id; given both,
-    /// they must name the same customer.
-    async fn resolve_customer(
-        &self,
-        id: Option<&str>,
-        external_id: Option<&str>,
-    ) -> Result<(String, Option<String>), IngestError> {
-        let invalid =
-            |field: &str, message: &str| IngestError::Invalid(ValidationErrors::single(field, message));
-        let by_id = match id {
-            Some(id) => match self.store.get(Table::Customers, id).await? {
-                Some(record) => Some(record),
-                None => return Err(invalid("customer_id", "no customer with this id")),
-            },
-            None => None,
-        };
-        let by_external_id = match external_id {
-            Some(ext) => match self.store.find_unique(Table::Customers, "external_id", ext).await? {
-                Some(key) => Some(key),
-                None => return Err(invalid("customer_external_id", "no customer with this external id")),
-            },
-            None => None,
-        };
-        let record = match (by_id, by_external_id) {
-            (Some(a), Some(b)) if a.key != b => {
-                return Err(invalid("customer_external_id", "names another customer than `customer_id`"))
-            }
-            (Some(record), _) => record,
-            // Found by external id: its document tells whether it lives by a test clock.
-            (None, Some(id)) => match self.store.get(Table::Customers, &id).await? {
-                Some(record) => record,
-                None => return Err(invalid("customer_external_id", "no customer with this external id")),
-            },
-            (None, None) => {
-                return Err(invalid("customer_id", "give `customer_id` or `customer_external_id`"))
-            }
-        };
-        let clock = test_clock_of(&record.doc);
-        Ok((record.key, clock))
-    }
+/// The customer a request names in `store`, and the test clock it lives by, if any.
+/// `customer_id` must name a customer; `customer_external_id` must be some customer's external
+/// id; given both, they must name the same customer.
+async fn resolve_customer(
+    store: &dyn Store,
+    id: Option<&str>,
+    external_id: Option<&str>,
+) -> Result<(String, Option<String>), IngestError> {
+    let invalid = |field: &str, message: &str| IngestError::Invalid(ValidationErrors::single(field, message));
+    let by_id = match id {
+        Some(id) => match store.get(Table::Customers, id).await? {
+            Some(record) => Some(record),
+            None => return Err(invalid("customer_id", "no customer with this id")),
+        },
+        None => None,
+    };
+    let by_external_id = match external_id {
+        Some(ext) => match store.find_unique(Table::Customers, "external_id", ext).await? {
+            Some(key) => Some(key),
+            None => return Err(invalid("customer_external_id", "no customer with this external id")),
+        },
+        None => None,
+    };
+    let record = match (by_id, by_external_id) {
+        (Some(a), Some(b)) if a.key != b => {
+            return Err(invalid("customer_external_id", "names another customer than `customer_id`"))
+        }
+        (Some(record), _) => record,
+        // Found by external id: its document tells whether it lives by a test clock.
+        (None, Some(id)) => match store.get(Table::Customers, &id).await? {
+            Some(record) => record,
+            None => return Err(invalid("customer_external_id", "no customer with this external id")),
+        },
+        (None, None) => return Err(invalid("customer_id", "give `customer_id` or `customer_external_id`")),
+    };
+    let clock = test_clock_of(&record.doc);
+    Ok((record.key, clock))
 }
 
 /// The test clock a stored customer document names, if any. Most customers have none, and a

@@ -193,9 +193,39 @@ pub async fn handle(store: &dyn Store, request: Request) -> Response {
     answer.await.unwrap_or_else(|e: StoreError| Response::Failed(error_to_wire(e)))
 }
 
+/// How the client reaches its server.
+enum Transport {
+    Tcp(Client<HttpConnector, Full<Bytes>>),
+    /// A Unix socket: `drawdown serve` serves its data directory's stores on
+    /// `<data_dir>/store.sock` (to `drawdown keys` while it runs), guarded by the file's mode.
+    Unix(Client<UnixConnector, Full<Bytes>>),
+}
+
+/// Connects every request to one Unix socket.
+#[derive(Clone)]
+struct UnixConnector(std::sync::Arc<std::path::Path>);
+
+impl tower_service::Service<hyper::Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: hyper::Uri) -> Self::Future {
+        let path = std::sync::Arc::clone(&self.0);
+        Box::pin(
+            async move { tokio::net::UnixStream::connect(&*path).await.map(hyper_util::rt::TokioIo::new) },
+        )
+    }
+}
+
 /// The client of a store server.
 pub struct RemoteStore {
-    client: Client<HttpConnector, Full<Bytes>>,
+    transport: Transport,
     uri: hyper::Uri,
     authorization: Option<String>,
 }
@@ -207,26 +237,41 @@ impl RemoteStore {
         Self::with_token(url, std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()).as_deref())
     }
 
-    /// A client of the server at `http://host:port` that sends `token` as a bearer token.
+    /// A client of the server at `http://host:port[/base]` that sends `token` as a bearer
+    /// token. A server serves one store per base path (`/live`: the live environment's).
     pub fn with_token(url: &str, token: Option<&str>) -> Result<Self, StoreError> {
         let base = url.trim_end_matches('/');
-        let host =
-            base.strip_prefix("http://").filter(|h| !h.is_empty() && !h.contains('/')).ok_or_else(|| {
+        let (host, path) = base
+            .strip_prefix("http://")
+            .map(|rest| rest.split_once('/').map_or((rest, String::new()), |(h, p)| (h, format!("/{p}"))))
+            .filter(|(h, _)| !h.is_empty())
+            .ok_or_else(|| {
                 StoreError::Backend(format!("a store server URL is http://host:port, not `{url}`"))
             })?;
-        let uri = format!("http://{host}{PATH}")
+        let uri = format!("http://{host}{path}{PATH}")
             .parse()
             .map_err(|e| StoreError::Backend(format!("store server URL `{url}`: {e}")))?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new()).build(connector);
+        let transport = Transport::Tcp(Client::builder(TokioExecutor::new()).build(connector));
         let authorization = token.map(|t| format!("Bearer {t}"));
         if let Some(value) = &authorization {
             hyper::header::HeaderValue::from_str(value)
                 .map_err(|_| StoreError::Backend(format!("{TOKEN_ENV} is not a valid header value")))?;
         }
-        Ok(Self { client, uri, authorization })
+        Ok(Self { transport, uri, authorization })
+    }
+
+    /// A client of the store a server serves on the Unix socket `socket` under `base` (`""`:
+    /// the test environment's, `"/live"`: the live one's).
+    pub fn unix(socket: &std::path::Path, base: &str) -> Result<Self, StoreError> {
+        let uri = format!("http://localhost{base}{PATH}")
+            .parse()
+            .map_err(|e| StoreError::Backend(format!("store socket base `{base}`: {e}")))?;
+        let connector = UnixConnector(std::sync::Arc::from(socket));
+        let transport = Transport::Unix(Client::builder(TokioExecutor::new()).build(connector));
+        Ok(Self { transport, uri, authorization: None })
     }
 
     async fn call(&self, request: &Request) -> Result<Response, StoreError> {
@@ -241,7 +286,11 @@ impl RemoteStore {
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| StoreError::Backend(format!("build a request: {e}")))?;
         let exchange = async {
-            let response = self.client.request(http).await.map_err(|e| format!("{e:?}"))?;
+            let response = match &self.transport {
+                Transport::Tcp(client) => client.request(http).await,
+                Transport::Unix(client) => client.request(http).await,
+            }
+            .map_err(|e| format!("{e:?}"))?;
             let status = response.status();
             let bytes = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
             if !status.is_success() {
@@ -335,10 +384,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_name_a_host_and_port_only() {
+    fn urls_name_a_host_and_port_and_an_optional_base_path() {
         assert!(RemoteStore::connect("http://127.0.0.1:7000").is_ok());
         assert!(RemoteStore::connect("http://store:7000/").is_ok());
-        for bad in ["http://", "https://a:1", "a:1", "http://a:1/path"] {
+        let live = RemoteStore::connect("http://store:7000/live").expect("a base path");
+        assert_eq!(live.uri.to_string(), "http://store:7000/live/v1/store");
+        for bad in ["http://", "https://a:1", "a:1", "http:///live"] {
             assert!(RemoteStore::connect(bad).is_err(), "{bad}");
         }
     }
