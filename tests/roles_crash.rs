@@ -23,7 +23,7 @@ const EVENTS_PER_REQUEST: usize = 10;
 /// tansu, `drawdown store`, and an `api` process over them; raters and writers are added.
 struct Cluster {
     _broker: eventlog::testing::Broker,
-    _store: Process,
+    store: Process,
     api: Process,
     role_args: Vec<String>,
     _dir: tempfile::TempDir,
@@ -48,7 +48,7 @@ impl Cluster {
         let mut args = vec!["api".to_string()];
         args.extend(role_args.iter().cloned());
         let api = spawn(&args, Some(KEY));
-        Cluster { _broker: broker, _store: store, api, role_args, _dir: dir }
+        Cluster { _broker: broker, store, api, role_args, _dir: dir }
     }
 
     /// A `rater` or `ledger-writer` process with its own instance id, ready.
@@ -233,4 +233,44 @@ fn a_writer_paused_past_its_lease_is_replaced_and_once_resumed_posts_nothing_twi
     let requests = load.stop();
     every_event_posted_once(&cluster.api.base, &customers, &requests);
     println!("fenced commits of the zombie: {:?}", zombie.metric("drawdown_writer_fenced_total"));
+}
+
+/// `drawdown keys <args> --store <url>`: its stdout.
+fn keys(store: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_drawdown"))
+        .arg("keys")
+        .args(args)
+        .args(["--store", store])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run drawdown keys");
+    assert!(output.status.success(), "drawdown keys {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn a_key_revoked_in_the_shared_store_is_refused_by_every_process_at_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let cluster = Cluster::start();
+    let mut args = vec!["ingest".to_string()];
+    args.extend(cluster.role_args.iter().cloned());
+    let ingest = spawn(&args, None);
+    let key =
+        keys(&cluster.store.base, &["create", "--env", "live", "--name", "rotating"]).trim().to_string();
+    // Authenticated in both processes: the api answers, ingest judges the body (no such customer).
+    let usage = json!({"customer_id": "cust_nobody", "events": [{"id": "e", "event_type": "x", "occurred_at": common::now()}]});
+    let (status, context) = request(&cluster.api.base, Some(&key), "GET", "/accounts/self", None);
+    assert_eq!((status, context["environment"].as_str()), (200, Some("live")), "{context}");
+    assert_eq!(request(&ingest.base, Some(&key), "POST", "/events", Some(usage.to_string())).0, 422);
+    let listed = keys(&cluster.store.base, &["list"]);
+    let id = listed
+        .lines()
+        .find(|l| l.ends_with(" rotating"))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("listed");
+    keys(&cluster.store.base, &["revoke", id]);
+    let revoked = Instant::now();
+    assert_eq!(request(&cluster.api.base, Some(&key), "GET", "/accounts/self", None).0, 401);
+    assert_eq!(request(&ingest.base, Some(&key), "POST", "/events", Some(usage.to_string())).0, 401);
+    println!("refused by both processes {:?} after the revocation returned", revoked.elapsed());
 }
