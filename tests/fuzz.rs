@@ -5,7 +5,7 @@
 //!
 //! Each answer must be the route's success or a 4xx ProblemDetails (JSON with `status` and
 //! `title`), never a 5xx or a dropped connection; afterwards every customer's wallet still
-//! reads. The run prints how many inputs it tried (`--nocapture`).
+//! reads. Each run appends how many inputs it tried, by answer, to `target/tmp/fuzz-runs.log`.
 
 mod common;
 
@@ -307,10 +307,18 @@ fn every_route_answers_hostile_input_with_a_4xx_problem_or_success() {
             assert!(problem["title"].is_string(), "{method} {path}: {problem}");
         }
     }
-    eprintln!(
-        "fuzz: {tried} hostile requests in {:.0?}, answers by status: {by_status:?}",
+    let summary = format!(
+        "{} fuzz: {tried} hostile requests in {:.0?}, answers by status: {by_status:?}",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         started.elapsed()
     );
+    eprintln!("{summary}");
+    // Each run's count is kept beside the build (`target/tmp/fuzz-runs.log`).
+    let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-runs.log");
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(&log) {
+        use std::io::Write;
+        let _ = writeln!(file, "{summary}");
+    }
     // Every customer's wallet still reads, the fuzzed ones included.
     let customers = must(&base, 200, "GET", "/customers?limit=100", None);
     let mut offset = 0;
