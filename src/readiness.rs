@@ -61,15 +61,6 @@ impl Dependencies {
         }
         problems
     }
-
-    /// The check `/readyz` runs.
-    pub fn readiness(self) -> api::routes::Readiness {
-        let dependencies = Arc::new(self);
-        api::routes::Readiness::new(move || {
-            let dependencies = Arc::clone(&dependencies);
-            async move { dependencies.problems().await }
-        })
-    }
 }
 
 /// The check `/readyz` runs over several environments' dependencies: ready when all are.
@@ -102,6 +93,6 @@ mod tests {
         assert_eq!(dependencies.problems().await, vec!["group `raters`: not joined yet".to_string()]);
         raters.set_joined(true);
         assert!(dependencies.problems().await.is_empty());
-        assert!(dependencies.readiness().problems().await.is_empty());
+        assert!(all(vec![dependencies]).problems().await.is_empty());
     }
 }
